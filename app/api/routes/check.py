@@ -1,0 +1,46 @@
+"""Synchronous checks of a few URLs, for scripts that want an answer in one call."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+
+from app.api.deps import ServicesDep
+from app.api.validation import prepare_urls, resolve_options
+from app.engine.checker import unfinished_result
+from app.schemas.jobs import CheckRequest, CheckResponse
+from app.schemas.results import CheckResult, ErrorKind
+
+router = APIRouter(prefix="/v1", tags=["check"])
+
+# Beyond the check deadline, time for a worker to become free before the answer is abandoned.
+_QUEUE_ALLOWANCE_S = 5.0
+
+
+@router.post(
+    "/check",
+    response_model=CheckResponse,
+    summary="Check a few URLs and wait for the results",
+    responses={
+        422: {"description": "A URL or option is invalid."},
+        429: {"description": "Too many checks in progress."},
+        503: {"description": "The service is shutting down."},
+    },
+)
+async def check(body: CheckRequest, services: ServicesDep) -> CheckResponse:
+    settings = services.settings
+    urls, _ = prepare_urls(body.urls, settings, settings.max_sync_urls)
+    options, _public = resolve_options(body.options, settings)
+    futures = services.dispatcher.check_now(urls, options)
+    waiting = [asyncio.wrap_future(future) for future in futures]
+    await asyncio.wait(waiting, timeout=options.timeout_s + _QUEUE_ALLOWANCE_S)
+    return CheckResponse(results=[_final(url, fut) for url, fut in zip(urls, waiting, strict=True)])
+
+
+def _final(url: str, future: asyncio.Future[CheckResult]) -> CheckResult:
+    if future.cancelled():
+        return unfinished_result(url, ErrorKind.CANCELLED, "the service shut down first")
+    if not future.done():
+        return unfinished_result(url, ErrorKind.TIMEOUT, "no worker became free in time")
+    return future.result()

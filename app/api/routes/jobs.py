@@ -1,0 +1,101 @@
+"""Jobs: submit URLs, follow them, stream them, cancel them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import ServicesDep
+from app.api.stream import open_stream
+from app.api.validation import prepare_urls, resolve_options
+from app.schemas.jobs import JobCreate, JobHeader, JobPublic, JobsPublic, StreamEnd, StreamResult
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    404: {"description": "No job with that id (never existed, or expired)."},
+}
+
+Offset = Annotated[int, Query(ge=0, description="Index of the first item to return.")]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobHeader,
+    summary="Submit URLs to check",
+    responses={
+        422: {"description": "A URL or option is invalid; `loc` names it, `msg` says why."},
+        429: {"description": "Too many checks in progress; retry after `Retry-After` seconds."},
+        503: {"description": "The service is shutting down."},
+    },
+)
+def create_job(body: JobCreate, services: ServicesDep, response: Response) -> JobHeader:
+    # A plain def: validating a large job runs on a worker thread, not on the event loop.
+    settings = services.settings
+    urls, duplicates = prepare_urls(body.urls, settings, settings.max_urls_per_job)
+    options, public = resolve_options(body.options, settings)
+    header = services.dispatcher.submit_job(urls, options, public, duplicates)
+    response.headers["Location"] = f"/v1/jobs/{header.id}"
+    return header
+
+
+@router.get("", response_model=JobsPublic, summary="Recent jobs, newest first")
+async def list_jobs(
+    services: ServicesDep,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobsPublic:
+    jobs, count = services.store.list_jobs(offset, limit)
+    return JobsPublic(jobs=jobs, count=count, offset=offset, limit=limit)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobPublic,
+    summary="A job, with a page of its results in completion order",
+    responses=_ERRORS,
+)
+async def get_job(
+    job_id: str,
+    services: ServicesDep,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobPublic:
+    return services.store.page(job_id, offset, limit)
+
+
+@router.get(
+    "/{job_id}/stream",
+    summary="Stream results as they finish (NDJSON)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One JSON object a line: "
+            + f"`{StreamResult.__name__}` lines in completion order, then one "
+            + f"`{StreamEnd.__name__}` line with the job's final status. A late client first "
+            "gets the results that already finished.",
+            "content": {"application/x-ndjson": {}},
+        },
+        **_ERRORS,
+    },
+)
+async def stream_job(job_id: str, services: ServicesDep) -> StreamingResponse:
+    lines = open_stream(services.store, job_id)
+    return StreamingResponse(
+        lines,
+        media_type="application/x-ndjson",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobHeader,
+    summary="Cancel: checks not started end `cancelled`; running ones finish",
+    responses=_ERRORS,
+)
+async def cancel_job(job_id: str, services: ServicesDep) -> JobHeader:
+    return services.dispatcher.cancel(job_id)

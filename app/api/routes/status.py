@@ -1,0 +1,29 @@
+"""The status API: what the service is doing now."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from app import __version__
+from app.api.deps import ServicesDep
+from app.schemas.status import StatusPublic
+
+router = APIRouter(prefix="/v1", tags=["status"])
+
+
+@router.get("/status", response_model=StatusPublic, summary="Service status and counters")
+async def status(services: ServicesDep) -> StatusPublic:
+    running, queued, checked = services.dispatcher.counters()
+    return StatusPublic(
+        version=__version__,
+        uptime_s=round(time.monotonic() - services.started_monotonic, 3),
+        workers=services.dispatcher.workers,
+        checks_running=running,
+        checks_queued=queued,
+        max_queued_checks=services.settings.max_queued_checks,
+        checked_total=checked,
+        jobs=services.store.count_by_status(),
+        shutting_down=services.coordinator.shutting_down,
+    )

@@ -1,0 +1,65 @@
+"""NDJSON streaming of a job's results as they finish, woken by the store, not by polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from app.schemas.jobs import StreamEnd
+from app.store.base import JobNotFound, ResultsStore
+
+
+class _Wakeup:
+    """Called from worker threads; wakes one waiting coroutine, coalescing bursts into one
+    loop callback instead of one per result."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+        self._scheduled = False
+
+    def __call__(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            # RuntimeError: the loop has closed, so nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._set)
+
+    def _set(self) -> None:
+        self._scheduled = False
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+
+def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
+    """Subscribe now (raising JobNotFound before any byte is sent), then stream: first what
+    already finished, then each result as it is recorded, then one `end` line."""
+    wakeup = _Wakeup(asyncio.get_running_loop())
+    unsubscribe = store.subscribe(job_id, wakeup)
+
+    async def lines() -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            while True:
+                try:
+                    results, header = store.results_since(job_id, sent)
+                except JobNotFound:
+                    return  # expired while streaming: nothing more will come
+                if results:
+                    sent += len(results)
+                    yield b"".join(
+                        b'{"type":"result","result":' + r.model_dump_json().encode() + b"}\n"
+                        for r in results
+                    )
+                if header.status.final:
+                    yield StreamEnd(job=header).model_dump_json().encode() + b"\n"
+                    return
+                await wakeup.wait()
+        finally:
+            unsubscribe()
+
+    return lines()

@@ -1,0 +1,156 @@
+"""Turns a request's URLs and options into engine inputs, or a 422 naming each bad field.
+
+The limits come from settings, so they are checked here rather than in the static schema;
+the errors have FastAPI's own shape (`loc`, `msg`, `type`) so clients see one format.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+
+from app.config import Settings
+from app.engine.options import CheckOptions, parse_status_ranges
+from app.engine.urls import dedupe_key, normalize_url
+from app.schemas.jobs import CheckOptionsPublic, JobOptions
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Headers that would let a job corrupt the framing of its own requests.
+_FORBIDDEN_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "expect"}
+)
+MAX_HEADERS = 50
+MAX_HEADER_BYTES = 8192
+
+
+def _error(loc: tuple[str | int, ...], msg: str, value: Any, kind: str) -> dict[str, Any]:
+    return {"type": kind, "loc": ("body", *loc), "msg": msg, "input": value}
+
+
+def prepare_urls(urls: list[str], settings: Settings, limit: int) -> tuple[list[str], int]:
+    """Validate and dedupe; returns the URLs to check, in first-seen order, and how many
+    duplicates were dropped."""
+    if len(urls) > limit:
+        msg = f"at most {limit} URLs per request, got {len(urls)}"
+        raise RequestValidationError([_error(("urls",), msg, len(urls), "too_many_urls")])
+    errors = []
+    unique: dict[tuple[str, str, int | None, bytes], str] = {}
+    for index, raw in enumerate(urls):
+        try:
+            normalize_url(raw, settings.max_url_length)
+        except ValueError as exc:
+            errors.append(_error(("urls", index), f"URL {exc!s}", raw, "url_invalid"))
+            continue
+        unique.setdefault(dedupe_key(raw), raw)
+    if errors:
+        raise RequestValidationError(errors)
+    return list(unique.values()), len(urls) - len(unique)
+
+
+def resolve_options(
+    options: JobOptions, settings: Settings
+) -> tuple[CheckOptions, CheckOptionsPublic]:
+    errors: list[dict[str, Any]] = []
+
+    def within(name: str, value: float | None, default: float, ceiling: float) -> float:
+        if value is None:
+            return default
+        if value > ceiling:
+            errors.append(
+                _error(
+                    ("options", name),
+                    f"must be at most {ceiling} (server limit)",
+                    value,
+                    "less_than_equal",
+                )
+            )
+        return value
+
+    timeout_s = within(
+        "timeout_s", options.timeout_s, settings.default_timeout_s, settings.max_timeout_s
+    )
+    max_redirects = int(
+        within(
+            "max_redirects",
+            options.max_redirects,
+            settings.default_max_redirects,
+            settings.max_redirects_limit,
+        )
+    )
+    max_body = int(
+        within(
+            "max_body_bytes",
+            options.max_body_bytes,
+            settings.max_body_bytes,
+            settings.max_body_bytes_limit,
+        )
+    )
+    spec = (
+        options.expected_status
+        if options.expected_status is not None
+        else (settings.default_expected_status)
+    )
+    try:
+        ranges = parse_status_ranges(spec)
+    except ValueError as exc:
+        errors.append(_error(("options", "expected_status"), str(exc), spec, "value_error"))
+        ranges = ((200, 399),)
+    headers = _check_headers(options.headers or {}, errors)
+    if errors:
+        raise RequestValidationError(errors)
+    engine = CheckOptions(
+        method=options.method or "GET",
+        timeout_s=timeout_s,
+        follow_redirects=True if options.follow_redirects is None else options.follow_redirects,
+        max_redirects=max_redirects,
+        expected_status=ranges,
+        headers=headers,
+        verify_tls=True if options.verify_tls is None else options.verify_tls,
+        max_body_bytes=max_body,
+    )
+    public = CheckOptionsPublic(
+        method=engine.method,
+        timeout_s=engine.timeout_s,
+        follow_redirects=engine.follow_redirects,
+        max_redirects=engine.max_redirects,
+        expected_status=",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges),
+        headers=dict(headers),
+        verify_tls=engine.verify_tls,
+        max_body_bytes=engine.max_body_bytes,
+    )
+    return engine, public
+
+
+def _check_headers(headers: dict[str, str], errors: list[dict[str, Any]]) -> dict[str, str]:
+    if len(headers) > MAX_HEADERS:
+        errors.append(
+            _error(
+                ("options", "headers"), f"at most {MAX_HEADERS} headers", None, "too_many_headers"
+            )
+        )
+    size = 0
+    for name, value in headers.items():
+        loc = ("options", "headers", name)
+        size += len(name) + len(value)
+        if not _TOKEN.match(name):
+            errors.append(_error(loc, "header name must be an HTTP token", name, "header_name"))
+        elif name.lower() in _FORBIDDEN_HEADERS:
+            errors.append(_error(loc, "this header is managed by urlhealth", name, "header_name"))
+        if any(ch in value for ch in "\r\n\0") or not value.isascii():
+            errors.append(
+                _error(
+                    loc, "header value must be printable ASCII without CR/LF", value, "header_value"
+                )
+            )
+    if size > MAX_HEADER_BYTES:
+        errors.append(
+            _error(
+                ("options", "headers"),
+                f"headers exceed {MAX_HEADER_BYTES} bytes",
+                None,
+                "headers_too_large",
+            )
+        )
+    return headers

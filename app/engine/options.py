@@ -1,0 +1,46 @@
+"""Resolved per-check options: a small immutable value the engine can rely on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Method = Literal["GET", "HEAD"]
+
+
+def parse_status_ranges(spec: str | list[int | str]) -> tuple[tuple[int, int], ...]:
+    """Parse "200-399,418" (or a list of codes and ranges) into inclusive ranges."""
+    items = spec.split(",") if isinstance(spec, str) else spec
+    ranges: list[tuple[int, int]] = []
+    for raw in items:
+        text = str(raw).strip()
+        if not text:
+            continue
+        low_text, sep, high_text = text.partition("-")
+        try:
+            low = int(low_text)
+            high = int(high_text) if sep else low
+        except ValueError:
+            raise ValueError(f"{text!r} is not a status code or a range like 200-299") from None
+        if not (100 <= low <= high <= 599):
+            raise ValueError(f"{text!r} must be codes from 100 to 599, low to high")
+        ranges.append((low, high))
+    if not ranges:
+        raise ValueError("at least one status code or range is needed")
+    return tuple(ranges)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    method: Method = "GET"
+    timeout_s: float = 10.0
+    follow_redirects: bool = True
+    max_redirects: int = 10
+    expected_status: tuple[tuple[int, int], ...] = ((200, 399),)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify_tls: bool = True
+    max_body_bytes: int = 1_048_576
+
+    def status_expected(self, code: int) -> bool:
+        return any(low <= code <= high for low, high in self.expected_status)

@@ -1,0 +1,1 @@
+"""Starting, readiness, and orderly shutdown."""

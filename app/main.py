@@ -1,0 +1,68 @@
+"""The FastAPI application: `create_app(settings)` for tests and the CLI, `app` for uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import errors
+from app.api.routes import check, health, jobs, status
+from app.config import Settings, load_settings
+from app.services import Services
+
+log = logging.getLogger("urlhealth")
+
+DESCRIPTION = """
+Check many URLs concurrently and learn, per URL, whether it is healthy and why not.
+
+Submit a job with `POST /v1/jobs`, follow it with `GET /v1/jobs/{id}` or stream its results
+as they finish with `GET /v1/jobs/{id}/stream`. For a few URLs, `POST /v1/check` answers
+in one call.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    services = Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.coordinator.mark_started()
+        log.info("urlhealth %s ready: %d workers", __version__, settings.workers)
+        try:
+            yield
+        finally:
+            # Under `urlhealth serve` the drain began when the signal came; under plain
+            # uvicorn it begins here. Either way, wait for it, then release the pool.
+            services.coordinator.begin()
+            await anyio.to_thread.run_sync(
+                services.coordinator.wait, settings.shutdown_grace_s + 5.0
+            )
+            services.close()
+
+    app = FastAPI(
+        title="urlhealth",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    for module in (health, status, jobs, check):
+        app.include_router(module.router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` gets an app built from the environment on first access, so
+    # importing this module (tests, the CLI) builds nothing.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,111 @@
+"""The result of one check: the engine produces it, the store keeps it, the API shows it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorKind(StrEnum):
+    """Why a check is not healthy. A fixed set: clients may switch on it."""
+
+    TIMEOUT = "timeout"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    CONNECTION_RESET = "connection_reset"
+    INVALID_RESPONSE = "invalid_response"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    REDIRECT_LOOP = "redirect_loop"
+    INVALID_REDIRECT = "invalid_redirect"
+    UNEXPECTED_STATUS = "unexpected_status"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    INTERNAL = "internal"
+
+
+ERROR_KIND_DOCS: dict[ErrorKind, str] = {
+    ErrorKind.TIMEOUT: "the check's deadline passed (resolving, connecting, sending or reading)",
+    ErrorKind.DNS: "the host name could not be resolved",
+    ErrorKind.CONNECT: "the connection was refused or the host unreachable",
+    ErrorKind.TLS: "the TLS handshake or certificate verification failed",
+    ErrorKind.CONNECTION_RESET: "the server closed or reset the connection mid-answer",
+    ErrorKind.INVALID_RESPONSE: "the server answered something that is not valid HTTP",
+    ErrorKind.TOO_MANY_REDIRECTS: "more redirects than max_redirects",
+    ErrorKind.REDIRECT_LOOP: "a redirect led back to a URL already visited",
+    ErrorKind.INVALID_REDIRECT: "a redirect whose Location is missing, malformed or not http(s)",
+    ErrorKind.UNEXPECTED_STATUS: "the final status code is not in expected_status",
+    ErrorKind.BLOCKED: "the destination is denied by the destination policy",
+    ErrorKind.CANCELLED: "the check was cancelled before it started (job cancelled or shutdown)",
+    ErrorKind.INTERRUPTED: "the check was still running when the service shut down",
+    ErrorKind.INTERNAL: "a bug in urlhealth; the message says where",
+}
+
+
+class CheckError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: ErrorKind = Field(
+        description="Machine-readable reason. "
+        + "; ".join(f"`{kind.value}`: {text}" for kind, text in ERROR_KIND_DOCS.items())
+    )
+    message: str = Field(description="Human-readable detail.", examples=["connection refused"])
+
+
+class RedirectHop(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: str = Field(description="The URL that answered with a redirect.")
+    status_code: int = Field(description="Its redirect status.", examples=[301])
+    location: str = Field(description="Where it pointed, resolved against its URL.")
+
+
+class CheckResult(BaseModel):
+    """One URL's health, as measured by one check."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.org/",
+                    "ok": True,
+                    "outcome": "up",
+                    "status_code": 200,
+                    "reason": "OK",
+                    "elapsed_ms": 84.2,
+                    "final_url": "https://example.org/",
+                    "redirects": [],
+                    "bytes_read": 1256,
+                    "truncated": False,
+                    "http_version": "HTTP/1.1",
+                    "checked_at": "2026-11-24T19:00:00Z",
+                    "error": None,
+                }
+            ]
+        },
+    )
+
+    url: str = Field(description="The URL as submitted.")
+    ok: bool = Field(description="True when the URL is healthy: answered with an expected status.")
+    outcome: Literal["up", "down"] = Field(description="`up` when ok, otherwise `down`.")
+    status_code: int | None = Field(None, description="Final HTTP status, if any answer came.")
+    reason: str | None = Field(None, description="Final reason phrase.", examples=["OK"])
+    elapsed_ms: float | None = Field(
+        None, description="Wall time of the whole check, all hops, in milliseconds."
+    )
+    final_url: str | None = Field(None, description="The URL that gave the final answer.")
+    redirects: list[RedirectHop] = Field(
+        default_factory=list, description="The redirect hops followed, in order."
+    )
+    bytes_read: int = Field(0, description="Body bytes read from the final answer.")
+    truncated: bool = Field(
+        False, description="True when the body was longer than the read cap and was cut off."
+    )
+    http_version: str | None = Field(None, examples=["HTTP/1.1"])
+    checked_at: datetime = Field(description="When the check started (UTC).")
+    error: CheckError | None = Field(None, description="Why the check is not ok; null when ok.")

@@ -1,0 +1,64 @@
+"""The results store's interface, so a persistent backend can stand in for the memory one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
+from app.schemas.results import CheckResult
+
+Unsubscribe = Callable[[], None]
+
+
+class JobNotFound(LookupError):
+    """No job with that id (never existed, or expired)."""
+
+
+class ResultsStore(Protocol):
+    def create_job(
+        self, urls: Sequence[str], options: CheckOptionsPublic, duplicates_removed: int = 0
+    ) -> JobHeader:
+        """A new queued job whose checks are `urls`, indexed in that order."""
+
+    def mark_started(self, job_id: str) -> None:
+        """The first check of the job has started: queued becomes running."""
+
+    def record(self, job_id: str, index: int, result: CheckResult) -> bool:
+        """Keep check `index`'s result. First writer wins: False if it already had one."""
+
+    def request_cancel(self, job_id: str) -> JobHeader:
+        """Mark the job cancelled-on-completion; raises JobNotFound."""
+
+    def mark_interrupted(self, job_id: str) -> None:
+        """The service is shutting down under this job: it will end `interrupted`."""
+
+    def unfinished(self, job_id: str) -> list[int]:
+        """Indices of checks without a result yet."""
+
+    def urls(self, job_id: str) -> Sequence[str]:
+        """The job's URLs by index."""
+
+    def header(self, job_id: str) -> JobHeader:
+        """The job without results; raises JobNotFound."""
+
+    def page(self, job_id: str, offset: int, limit: int) -> JobPublic:
+        """The job with results[offset:offset+limit] in completion order; raises JobNotFound."""
+
+    def results_since(self, job_id: str, start: int) -> tuple[list[CheckResult], JobHeader]:
+        """Results from index `start` on, and the job as it was when they were copied."""
+
+    def list_jobs(self, offset: int, limit: int) -> tuple[list[JobHeader], int]:
+        """Jobs newest first, and how many are kept."""
+
+    def active_job_ids(self) -> list[str]:
+        """Jobs not yet in a final state."""
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """How many jobs are kept in each status."""
+
+    def subscribe(self, job_id: str, callback: Callable[[], None]) -> Unsubscribe:
+        """Call `callback` (from any thread, no lock held) whenever the job changes."""
+
+    def expire(self) -> int:
+        """Evict finished jobs past retention; returns how many went."""

@@ -1,0 +1,241 @@
+"""The in-process results store: one lock guards the state; readers get copies."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus, JobSummary
+from app.schemas.results import CheckResult
+from app.store.base import JobNotFound, Unsubscribe
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    id: str
+    urls: tuple[str, ...]
+    options: CheckOptionsPublic
+    duplicates_removed: int
+    created_at: datetime
+    status: JobStatus = JobStatus.QUEUED
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    results: list[CheckResult] = field(default_factory=list)
+    recorded: bytearray = field(default_factory=bytearray)
+    up: int = 0
+    down: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    cancel_requested: bool = False
+    interrupted: bool = False
+    subscribers: list[Callable[[], None]] = field(default_factory=list)
+
+    def copy_header_fields(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.status,
+            len(self.urls),
+            len(self.results),
+            self.duplicates_removed,
+            self.up,
+            self.down,
+            dict(self.errors),
+            self.options,
+            self.created_at,
+            self.started_at,
+            self.finished_at,
+        )
+
+
+def _header(fields: tuple[Any, ...]) -> JobHeader:
+    (job_id, status, total, completed, dups, up, down, errors, options, created, started, ended) = (
+        fields
+    )
+    return JobHeader(
+        id=job_id,
+        status=status,
+        total=total,
+        completed=completed,
+        duplicates_removed=dups,
+        summary=JobSummary(up=up, down=down, errors=errors),
+        options=options,
+        created_at=created,
+        started_at=started,
+        finished_at=ended,
+    )
+
+
+class MemoryStore:
+    """Thread-safe store. Memory is bounded: finished jobs are evicted past `max_jobs` or
+    `max_age_s`; jobs still queued or running are never evicted."""
+
+    def __init__(self, max_jobs: int, max_age_s: float) -> None:
+        self._max_jobs = max_jobs
+        self._max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._finished: deque[tuple[float, str]] = deque()
+
+    # --- writes -------------------------------------------------------------------------
+    def create_job(
+        self, urls: Sequence[str], options: CheckOptionsPublic, duplicates_removed: int = 0
+    ) -> JobHeader:
+        job = _Job(
+            id=uuid.uuid4().hex,
+            urls=tuple(urls),
+            options=options,
+            duplicates_removed=duplicates_removed,
+            created_at=datetime.now(UTC),
+            recorded=bytearray(len(urls)),
+        )
+        with self._lock:
+            self._jobs[job.id] = job
+            self._evict_locked(time.monotonic())
+            fields = job.copy_header_fields()
+        return _header(fields)
+
+    def mark_started(self, job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.status is JobStatus.QUEUED:
+                job.status = JobStatus.RUNNING
+                job.started_at = datetime.now(UTC)
+                subscribers = tuple(job.subscribers)
+            else:
+                subscribers = ()
+        for callback in subscribers:
+            callback()
+
+    def record(self, job_id: str, index: int, result: CheckResult) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.recorded[index]:
+                return False
+            job.recorded[index] = 1
+            job.results.append(result)
+            if result.ok:
+                job.up += 1
+            else:
+                job.down += 1
+                if result.error is not None:
+                    kind = result.error.kind.value
+                    job.errors[kind] = job.errors.get(kind, 0) + 1
+            if len(job.results) == len(job.urls):
+                self._finish_locked(job)
+            subscribers = tuple(job.subscribers)
+        for callback in subscribers:
+            callback()
+        return True
+
+    def _finish_locked(self, job: _Job) -> None:
+        if job.interrupted:
+            job.status = JobStatus.INTERRUPTED
+        elif job.cancel_requested:
+            job.status = JobStatus.CANCELLED
+        else:
+            job.status = JobStatus.DONE
+        now = datetime.now(UTC)
+        job.started_at = job.started_at or now
+        job.finished_at = now
+        self._finished.append((time.monotonic(), job.id))
+
+    def request_cancel(self, job_id: str) -> JobHeader:
+        with self._lock:
+            job = self._get_locked(job_id)
+            if not job.status.final:
+                job.cancel_requested = True
+            fields = job.copy_header_fields()
+        return _header(fields)
+
+    def mark_interrupted(self, job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and not job.status.final:
+                job.interrupted = True
+
+    def subscribe(self, job_id: str, callback: Callable[[], None]) -> Unsubscribe:
+        with self._lock:
+            self._get_locked(job_id).subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                job = self._jobs.get(job_id)
+                if job is not None and callback in job.subscribers:
+                    job.subscribers.remove(callback)
+
+        return unsubscribe
+
+    def expire(self) -> int:
+        with self._lock:
+            return self._evict_locked(time.monotonic())
+
+    def _evict_locked(self, now: float) -> int:
+        evicted = 0
+        while self._finished and (
+            len(self._finished) > self._max_jobs or now - self._finished[0][0] > self._max_age_s
+        ):
+            _, job_id = self._finished.popleft()
+            self._jobs.pop(job_id, None)
+            evicted += 1
+        return evicted
+
+    # --- reads (copies) -----------------------------------------------------------------
+    def _get_locked(self, job_id: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def header(self, job_id: str) -> JobHeader:
+        with self._lock:
+            fields = self._get_locked(job_id).copy_header_fields()
+        return _header(fields)
+
+    def page(self, job_id: str, offset: int, limit: int) -> JobPublic:
+        with self._lock:
+            job = self._get_locked(job_id)
+            fields = job.copy_header_fields()
+            results = job.results[offset : offset + limit]
+        header = _header(fields)
+        return JobPublic(**dict(header), results=results, offset=offset, limit=limit)
+
+    def results_since(self, job_id: str, start: int) -> tuple[list[CheckResult], JobHeader]:
+        with self._lock:
+            job = self._get_locked(job_id)
+            results = job.results[start:]
+            fields = job.copy_header_fields()
+        return results, _header(fields)
+
+    def unfinished(self, job_id: str) -> list[int]:
+        with self._lock:
+            recorded = bytes(self._get_locked(job_id).recorded)
+        return [index for index, done in enumerate(recorded) if not done]
+
+    def urls(self, job_id: str) -> Sequence[str]:
+        with self._lock:
+            return self._get_locked(job_id).urls  # an immutable tuple: no copy needed
+
+    def list_jobs(self, offset: int, limit: int) -> tuple[list[JobHeader], int]:
+        with self._lock:
+            self._evict_locked(time.monotonic())
+            newest_first = list(reversed(self._jobs.values()))[offset : offset + limit]
+            rows = [job.copy_header_fields() for job in newest_first]
+            count = len(self._jobs)
+        return [_header(fields) for fields in rows], count
+
+    def active_job_ids(self) -> list[str]:
+        with self._lock:
+            return [job.id for job in self._jobs.values() if not job.status.final]
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        with self._lock:
+            statuses = [job.status for job in self._jobs.values()]
+        counts = dict.fromkeys(JobStatus, 0)
+        for status in statuses:
+            counts[status] += 1
+        return counts
