@@ -4,6 +4,7 @@ an optional TOML file of overrides, then environment variables prefixed ``URLHEA
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -54,7 +55,15 @@ class Settings(BaseSettings):
     # Destination policy
     allowed_networks: NetworkList = ()
     denied_networks: NetworkList = ()
+    allowed_ports: Annotated[tuple[int, ...], NoDecode] = ()
     max_connections_per_host: int = Field(8, ge=1)
+    min_host_interval_s: float = Field(0.0, ge=0)
+    ca_bundle: Path | None = None
+
+    # Retries (a job asks for them with the `retries` option)
+    max_retries: int = Field(5, ge=0, le=20)
+    retry_backoff_s: float = Field(0.5, ge=0)
+    retry_max_delay_s: float = Field(30.0, ge=0)
 
     # Results store
     retention_max_jobs: int = Field(1000, ge=1)
@@ -68,6 +77,28 @@ class Settings(BaseSettings):
     def _split_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("allowed_ports", mode="before")
+    @classmethod
+    def _split_ports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("allowed_ports")
+    @classmethod
+    def _ports_in_range(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        for port in value:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1-65535")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: no such file")
         return value
 
     @field_validator("allowed_networks", "denied_networks")
@@ -95,8 +126,10 @@ class Settings(BaseSettings):
             ("default_max_redirects", "max_redirects_limit"),
             ("max_body_bytes", "max_body_bytes_limit"),
         ]
+        pairs += [("max_urls_per_job", "max_queued_checks"), ("max_sync_urls", "max_queued_checks")]
         for default, ceiling in pairs:
             if getattr(self, default) > getattr(self, ceiling):
+                # Otherwise a request could be refused with 429 forever.
                 raise ValueError(f"{default} must not exceed {ceiling}")
         return self
 
@@ -132,6 +165,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return _Loaded(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: not valid TOML: {exc}") from exc
 
 
 def _describe(exc: ValidationError) -> str:

@@ -13,6 +13,7 @@ from app import __version__
 from app.api import errors
 from app.api.routes import check, health, jobs, status
 from app.config import Settings, load_settings
+from app.engine.resolver import Resolver
 from app.services import Services
 
 log = logging.getLogger("urlhealth")
@@ -26,9 +27,23 @@ in one call.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _configure_logging(level: str) -> None:
+    # uvicorn configures only its own loggers; ours print beside them, in the same format,
+    # under `urlhealth serve` and plain `uvicorn app.main:app` alike.
+    logger = logging.getLogger("urlhealth")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def create_app(settings: Settings | None = None, resolver: Resolver | None = None) -> FastAPI:
+    """`resolver` replaces DNS, for tests only."""
     settings = settings or load_settings()
-    services = Services.build(settings)
+    _configure_logging(settings.log_level)
+    services = Services.build(settings, resolver)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

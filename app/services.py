@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
+from app.engine.options import RetryPolicy
+from app.engine.policy import DestinationPolicy, IPAddress, parse_networks
+from app.engine.resolver import Resolver, SystemResolver
 from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
 from app.store.memory import MemoryStore
@@ -23,13 +29,27 @@ class Services:
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, resolver: Resolver | None = None) -> Services:
+        """`resolver` is for tests that need DNS answers no real name has."""
         store = MemoryStore(settings.retention_max_jobs, settings.retention_max_age_s)
-        http = HttpLayer(settings.user_agent)
-        dispatcher = Dispatcher(
-            store, Checker(http), workers=settings.workers, max_queued=settings.max_queued_checks
+        http = HttpLayer(
+            settings.user_agent,
+            destination_policy(settings),
+            resolver or SystemResolver(),
+            ca_bundle=settings.ca_bundle,
+            max_idle_clients=2 * settings.workers,
         )
-        coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s)
+        stopping = threading.Event()
+        retry = RetryPolicy(base_s=settings.retry_backoff_s, max_delay_s=settings.retry_max_delay_s)
+        dispatcher = Dispatcher(
+            store,
+            Checker(http, retry, stopping),
+            workers=settings.workers,
+            max_queued=settings.max_queued_checks,
+            max_per_host=settings.max_connections_per_host,
+            min_host_interval_s=settings.min_host_interval_s,
+        )
+        coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s, stopping)
         return cls(settings, store, http, dispatcher, coordinator)
 
     def close(self) -> None:
@@ -37,3 +57,25 @@ class Services:
         self.dispatcher.close()
         self.http.abort_in_flight()
         self.http.close()
+
+
+def destination_policy(settings: Settings) -> DestinationPolicy:
+    return DestinationPolicy(
+        allowed_networks=parse_networks(settings.allowed_networks),
+        denied_networks=parse_networks(settings.denied_networks),
+        own_endpoints=[(address, settings.port) for address in _own_addresses(settings.host)],
+        allowed_ports=frozenset(settings.allowed_ports) or None,
+    )
+
+
+def _own_addresses(host: str) -> list[IPAddress]:
+    """The listen address as IPs, so the service can't be told to check itself."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:  # a name like "localhost": resolved once, at startup, from local sources
+        answers = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return [ipaddress.ip_address(str(answer[4][0]).split("%")[0]) for answer in answers]

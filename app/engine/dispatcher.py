@@ -1,26 +1,33 @@
 """Runs checks on the one shared thread pool and records each result the moment it finishes.
 
-Each job's checks are submitted to the process-wide ``ThreadPoolExecutor``; a gatherer thread
-per job walks ``as_completed`` over the job's futures and hands every result to the store, so
-fast URLs are recorded (and streamed) before slow ones. Admission is bounded: checks accepted
-but not finished never exceed ``max_queued``.
+Every check gets a future up front; a gatherer thread per job walks ``as_completed`` over the
+job's futures and hands each result to the store, so fast URLs are recorded (and streamed)
+before slow ones. A check reaches the process-wide ``ThreadPoolExecutor`` only when its host
+has a free slot (see HostGate), so waiting for a busy host never holds a worker. Admission is
+bounded: checks accepted but not finished never exceed ``max_queued``.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import httpx
 
 from app.engine.checker import Checker, unfinished_result
+from app.engine.hosts import HostGate
 from app.engine.options import CheckOptions
 from app.schemas.jobs import CheckOptionsPublic, JobHeader
 from app.schemas.results import CheckResult, ErrorKind
-from app.store.base import ResultsStore
+from app.store.base import JobNotFound, ResultsStore
 
 
 class DispatchError(Exception):
-    """Root of the reasons a job is refused."""
+    """Root of the reasons work is refused."""
 
 
 class ShuttingDown(DispatchError):
@@ -32,13 +39,32 @@ class Overloaded(DispatchError):
         super().__init__(
             f"{pending} checks are in progress and the limit is {limit}; {asked} more do not fit"
         )
-        # Roughly how long the backlog takes to shrink enough; never less than a second.
         self.retry_after_s = 1
+
+
+_SHUT_DOWN_FIRST = "the service shut down before this check started"
+_INTERRUPTED = "still running when the service shut down"
+
+
+@dataclass(slots=True, eq=False)
+class _Check:
+    job_id: str | None
+    index: int
+    url: str
+    host: str
+    options: CheckOptions
+    future: Future[CheckResult]
 
 
 class Dispatcher:
     def __init__(
-        self, store: ResultsStore, checker: Checker, workers: int, max_queued: int
+        self,
+        store: ResultsStore,
+        checker: Checker,
+        workers: int,
+        max_queued: int,
+        max_per_host: int = 8,
+        min_host_interval_s: float = 0.0,
     ) -> None:
         self._store = store
         self._checker = checker
@@ -46,13 +72,25 @@ class Dispatcher:
         self._max_queued = max_queued
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
         self._lock = threading.Lock()
+        # Future state changes race between a canceller and a starting worker; this lock makes
+        # "cancel + notify waiters" and "start" atomic. Nothing else is done under it.
+        self._transitions = threading.Lock()
+        self._gate: HostGate[_Check] = HostGate(max_per_host, min_host_interval_s)
         self._accepting = True
-        self._pending = 0  # accepted and not finished: queued or running
+        self._pending = 0  # accepted and not finished: waiting for a host, queued, or running
         self._running = 0
         self._checked = 0
-        self._jobs: dict[str, list[Future[CheckResult]]] = {}
+        self._jobs: dict[str, list[_Check]] = {}
+        self._sync: set[_Check] = set()
+        self._interrupting = False
         self._drained = threading.Event()
         self._drained.set()
+        self._closing = threading.Event()
+        self._pacer_wake = threading.Event()
+        self._pacer: threading.Thread | None = None
+        if min_host_interval_s > 0:
+            self._pacer = threading.Thread(target=self._pace, name="host-pacer", daemon=True)
+            self._pacer.start()
 
     # --- admission ----------------------------------------------------------------------
     def _admit(self, count: int) -> None:
@@ -80,64 +118,133 @@ class Dispatcher:
     ) -> JobHeader:
         self._admit(len(urls))
         header = self._store.create_job(urls, public_options, duplicates_removed)
-        futures = self._submit_all(header.id, urls, options)
+        checks = self._checks(header.id, urls, options)
         with self._lock:
-            self._jobs[header.id] = futures
+            self._jobs[header.id] = checks
         threading.Thread(
             target=self._gather,
-            args=(header.id, futures),
+            args=(header.id, checks),
             name=f"gather-{header.id[:8]}",
             daemon=True,
         ).start()
+        self._schedule(checks)
         return header
 
     def check_now(self, urls: Sequence[str], options: CheckOptions) -> list[Future[CheckResult]]:
         """Checks outside any job (the synchronous API); the caller waits on the futures."""
         self._admit(len(urls))
-        futures = self._submit_all(None, urls, options)
-        for future in futures:
-            future.add_done_callback(lambda _: self._release(1, checked=1))
-        return futures
-
-    def _submit_all(
-        self, job_id: str | None, urls: Sequence[str], options: CheckOptions
-    ) -> list[Future[CheckResult]]:
-        futures: list[Future[CheckResult]] = []
-        try:
-            for url in urls:
-                futures.append(self._executor.submit(self._run, job_id, url, options))
-        except RuntimeError:  # the pool closed under a request that was admitted just before
-            self._release(len(urls) - len(futures))
-            raise ShuttingDown("the service is shutting down") from None
-        return futures
-
-    # --- running ------------------------------------------------------------------------
-    def _run(self, job_id: str | None, url: str, options: CheckOptions) -> CheckResult:
+        checks = self._checks(None, urls, options)
         with self._lock:
-            self._running += 1
-        try:
-            if job_id is not None:
-                self._store.mark_started(job_id)
-            return self._checker.check(url, options)
-        finally:
-            with self._lock:
-                self._running -= 1
+            self._sync.update(checks)
+        for check in checks:
+            check.future.add_done_callback(functools.partial(self._sync_done, check))
+        self._schedule(checks)
+        return [check.future for check in checks]
 
-    def _gather(self, job_id: str, futures: list[Future[CheckResult]]) -> None:
-        index_of = {future: index for index, future in enumerate(futures)}
-        urls = self._store.urls(job_id)
+    def _sync_done(self, check: _Check, future: Future[CheckResult]) -> None:
+        with self._lock:
+            self._sync.discard(check)
+        self._release(1, checked=0 if future.cancelled() else 1)
+
+    @staticmethod
+    def _checks(job_id: str | None, urls: Sequence[str], options: CheckOptions) -> list[_Check]:
+        return [
+            _Check(job_id, index, url, httpx.URL(url).host, options, Future())
+            for index, url in enumerate(urls)
+        ]
+
+    # --- scheduling -----------------------------------------------------------------------
+    def _schedule(self, checks: list[_Check]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            runnable = [check for check in checks if self._gate.admit(check.host, check, now)]
+        for check in runnable:
+            self._submit(check)
+        if self._pacer is not None and len(runnable) < len(checks):
+            self._pacer_wake.set()
+
+    def _submit(self, check: _Check) -> None:
         try:
-            for future in as_completed(futures):
+            self._executor.submit(self._run, check)
+        except RuntimeError:  # the pool closed under work admitted just before
+            self._abandon(check)
+
+    def _abandon(self, check: _Check) -> None:
+        """End a check that can no longer run, as cancelled, and free what it held."""
+        self._finish_slot(check)
+        if not self._cancel(check.future):
+            return
+        if check.job_id is None:
+            return  # the synchronous caller sees the cancelled future; its callback releases
+        self._release(1)
+        self._store.mark_interrupted(check.job_id)
+        result = unfinished_result(check.url, ErrorKind.CANCELLED, _SHUT_DOWN_FIRST)
+        self._store.record(check.job_id, check.index, result)
+
+    def _run(self, check: _Check) -> None:
+        try:
+            if not self._start(check.future):
+                return  # cancelled while it waited
+            with self._lock:
+                self._running += 1
+            try:
+                if check.job_id is not None:
+                    self._store.mark_started(check.job_id)
+                result = self._checker.check(check.url, check.options)
+                if self._interrupting and not result.ok:
+                    # Its connection was aborted at shutdown: the target is not to blame.
+                    result = unfinished_result(check.url, ErrorKind.INTERRUPTED, _INTERRUPTED)
+            except Exception as exc:  # Checker.check never raises; this guards a bug
+                message = f"check crashed: {type(exc).__name__}: {exc}"
+                result = unfinished_result(check.url, ErrorKind.INTERNAL, message)
+            finally:
+                with self._lock:
+                    self._running -= 1
+            check.future.set_result(result)
+        finally:
+            self._finish_slot(check)
+
+    def _finish_slot(self, check: _Check) -> None:
+        with self._lock:
+            successor = self._gate.release(check.host, time.monotonic())
+        if successor is not None:
+            self._submit(successor)
+        elif self._pacer is not None:
+            self._pacer_wake.set()
+
+    def _pace(self) -> None:
+        """Starts checks that wait only for their host's minimum interval to pass."""
+        while not self._closing.is_set():
+            with self._lock:
+                due = self._gate.due(time.monotonic())
+                wake_at = self._gate.next_wakeup()
+            for check in due:
+                self._submit(check)
+            timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
+            self._pacer_wake.wait(timeout)
+            self._pacer_wake.clear()
+
+    def _start(self, future: Future[CheckResult]) -> bool:
+        with self._transitions:
+            return not future.cancelled() and future.set_running_or_notify_cancel()
+
+    def _cancel(self, future: Future[CheckResult]) -> bool:
+        with self._transitions:
+            if not future.cancel():
+                return False
+            future.set_running_or_notify_cancel()  # wakes as_completed for this future
+            return True
+
+    def _gather(self, job_id: str, checks: list[_Check]) -> None:
+        by_future = {check.future: check for check in checks}
+        try:
+            for future in as_completed(by_future):
                 if future.cancelled():
                     continue  # whoever cancelled it recorded its result and released it
-                index = index_of[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # Checker.check never raises; this is a bug guard
-                    message = f"check crashed: {type(exc).__name__}: {exc}"
-                    result = unfinished_result(urls[index], ErrorKind.INTERNAL, message)
-                self._store.record(job_id, index, result)
+                check = by_future[future]
+                # Capacity first: a client that sees the job finish may submit at once.
                 self._release(1, checked=1)
+                self._store.record(job_id, check.index, future.result())
         finally:
             with self._lock:
                 self._jobs.pop(job_id, None)
@@ -146,29 +253,36 @@ class Dispatcher:
     def cancel(self, job_id: str) -> JobHeader:
         """Cancel what has not started; running checks finish. Raises JobNotFound."""
         self._store.request_cancel(job_id)
-        self._cancel_queued(job_id, ErrorKind.CANCELLED, "job cancelled before this check started")
+        self._cancel_waiting(job_id, ErrorKind.CANCELLED, "job cancelled before this check started")
         return self._store.header(job_id)
 
-    def _cancel_queued(self, job_id: str, kind: ErrorKind, message: str) -> None:
+    def _cancel_waiting(
+        self, job_id: str, kind: ErrorKind, message: str, interrupting: bool = False
+    ) -> None:
         with self._lock:
-            futures = list(self._jobs.get(job_id, ()))
-        cancelled = [index for index, future in enumerate(futures) if future.cancel()]
+            checks = list(self._jobs.get(job_id, ()))
+        cancelled = [check for check in checks if self._cancel(check.future)]
         if not cancelled:
             return
-        urls = self._store.urls(job_id)
-        for index in cancelled:
-            self._store.record(job_id, index, unfinished_result(urls[index], kind, message))
         self._release(len(cancelled))
+        if interrupting:  # before the records that may complete the job
+            self._store.mark_interrupted(job_id)
+        for check in cancelled:
+            self._store.record(job_id, check.index, unfinished_result(check.url, kind, message))
 
     def stop_accepting(self) -> None:
         with self._lock:
             self._accepting = False
 
     def cancel_all_queued(self) -> None:
-        """Shutdown step: every job in progress will end interrupted; queued checks end now."""
+        """Shutdown step: checks not yet started end `cancelled`, and their jobs will end
+        `interrupted`; a job whose checks all started may still end `done`."""
         for job_id in self._store.active_job_ids():
-            self._store.mark_interrupted(job_id)
-            self._cancel_queued(job_id, ErrorKind.CANCELLED, "the service shut down first")
+            self._cancel_waiting(job_id, ErrorKind.CANCELLED, _SHUT_DOWN_FIRST, interrupting=True)
+        with self._lock:
+            sync = list(self._sync)
+        for check in sync:
+            self._cancel(check.future)  # the waiting caller reports it as cancelled
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until no accepted check is unfinished; False if `timeout` passed first."""
@@ -176,16 +290,23 @@ class Dispatcher:
 
     def interrupt_running(self) -> None:
         """Give every check still without a result its final state: interrupted."""
+        self._interrupting = True
         for job_id in self._store.active_job_ids():
-            self._store.mark_interrupted(job_id)
-            urls = self._store.urls(job_id)
-            for index in self._store.unfinished(job_id):
-                result = unfinished_result(
-                    urls[index], ErrorKind.INTERRUPTED, "still running when the service shut down"
-                )
+            try:
+                urls = self._store.urls(job_id)
+                unfinished = self._store.unfinished(job_id)
+            except JobNotFound:
+                continue
+            if unfinished:
+                self._store.mark_interrupted(job_id)
+            for index in unfinished:
+                result = unfinished_result(urls[index], ErrorKind.INTERRUPTED, _INTERRUPTED)
                 self._store.record(job_id, index, result)
 
     def close(self) -> None:
+        self.stop_accepting()
+        self._closing.set()
+        self._pacer_wake.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- status -------------------------------------------------------------------------

@@ -19,12 +19,19 @@ log = logging.getLogger("urlhealth.lifecycle")
 
 
 class ShutdownCoordinator:
-    def __init__(self, dispatcher: Dispatcher, http: HttpLayer, grace_s: float) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        http: HttpLayer,
+        grace_s: float,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
         self._http = http
         self._grace_s = grace_s
         self._started = threading.Event()
-        self._stopping = threading.Event()
+        # Shared with the checker, so retry backoff ends the moment shutdown begins.
+        self._stopping = stopping or threading.Event()
         self._drained = threading.Event()
         self._lock = threading.Lock()
         self._drainer: threading.Thread | None = None
@@ -46,6 +53,8 @@ class ShutdownCoordinator:
             if self._drainer is not None:
                 return
             self._stopping.set()
+            # Refuse new work before returning, so nothing is accepted after begin().
+            self._dispatcher.stop_accepting()
             self._drainer = threading.Thread(target=self._drain, name="shutdown", daemon=True)
         self._drainer.start()
 
@@ -56,7 +65,6 @@ class ShutdownCoordinator:
     def _drain(self) -> None:
         started = time.monotonic()
         try:
-            self._dispatcher.stop_accepting()
             self._dispatcher.cancel_all_queued()
             if not self._dispatcher.wait_drained(self._grace_s):
                 self._dispatcher.interrupt_running()
