@@ -1,99 +1,279 @@
-"""One check of one URL: follow redirects hop by hop, read a bounded body, judge the answer."""
+"""One check of one URL: attempts with backoff, redirects hop by hop, a bounded body read,
+phase timings, TLS facts, and the verdict of the expected status and the assertions."""
 
 from __future__ import annotations
 
+import random
+import threading
 import time
+import zlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal
 
 import httpx
 
 from app.engine import transport
+from app.engine.assertions import Observed, evaluate, outcome
 from app.engine.failures import CheckFailure, classify
-from app.engine.options import CheckOptions
-from app.schemas.results import CheckError, CheckResult, ErrorKind, RedirectHop
+from app.engine.options import CheckOptions, RetryPolicy
+from app.engine.tlsinfo import tls_info
+from app.schemas.assertions import FailedAssertion
+from app.schemas.results import (
+    Attempt,
+    CheckError,
+    CheckResult,
+    ErrorKind,
+    RedirectHop,
+    Timings,
+    TlsInfo,
+)
 
+Verdict = Literal["up", "degraded", "down"]
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-# A HEAD the server does not implement is retried once as GET, as browsers and curl -I users expect.
+# A HEAD the server does not implement is retried once as GET, as curl -I users expect.
 HEAD_UNSUPPORTED = frozenset({405, 501})
+RETRYABLE_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECT, ErrorKind.CONNECTION_RESET})
 
 
-class _Answer:
-    __slots__ = ("bytes_read", "http_version", "reason", "status_code", "truncated", "url")
+@dataclass(slots=True)
+class _Try:
+    """What one attempt saw."""
 
-    def __init__(self, response: httpx.Response, bytes_read: int, truncated: bool) -> None:
-        self.url = str(response.url)
-        self.status_code = response.status_code
-        self.reason = response.reason_phrase
-        self.http_version = response.http_version
-        self.bytes_read = bytes_read
-        self.truncated = truncated
+    hops: list[RedirectHop] = field(default_factory=list)
+    response: httpx.Response | None = None
+    body: bytes | None = None
+    bytes_read: int = 0
+    truncated: bool = False
+    remote_ip: str | None = None
+    tls: TlsInfo | None = None
+    final: Timings | None = None
+    all_hops: Timings = field(default_factory=Timings)
+    error: CheckError | None = None
+    elapsed_ms: float = 0.0
 
 
 class Checker:
-    """Runs checks on the calling thread through the shared HTTP layer."""
+    """Runs checks on the calling thread through the shared HTTP layer. `stopping` cuts
+    retry backoff short when the service shuts down."""
 
-    def __init__(self, http: transport.HttpLayer) -> None:
+    def __init__(
+        self,
+        http: transport.HttpLayer,
+        retry: RetryPolicy | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self._http = http
+        self._retry = retry or RetryPolicy()
+        self._stopping = stopping or threading.Event()
 
     def check(self, url: str, options: CheckOptions) -> CheckResult:
         """Never raises: every failure becomes a result with an error kind."""
         checked_at = datetime.now(UTC)
         started = time.monotonic()
-        hops: list[RedirectHop] = []
-        answer: _Answer | None = None
-        error: CheckError | None
-        try:
-            with transport.deadline(started + options.timeout_s):
-                answer = self._fetch(url, options, hops)
-            error = None
-            if not options.status_expected(answer.status_code):
-                error = CheckError(
-                    kind=ErrorKind.UNEXPECTED_STATUS,
-                    message=f"status {answer.status_code} is not in {_ranges(options)}",
+        attempts: list[Attempt] = []
+        waited = 0.0
+        while True:
+            attempt = self._attempt(url, options)
+            status = attempt.response.status_code if attempt.response is not None else None
+            attempts.append(
+                Attempt(
+                    attempt=len(attempts) + 1,
+                    status_code=status,
+                    error=attempt.error,
+                    elapsed_ms=attempt.elapsed_ms,
+                    waited_ms=round(waited * 1000, 3),
                 )
+            )
+            if len(attempts) > options.retries or not self._retryable(attempt, options):
+                break
+            waited = self._backoff(len(attempts), attempt.response)
+            if self._stopping.wait(waited):
+                break
+        return self._result(url, options, attempt, attempts, checked_at, started)
+
+    def _attempt(self, url: str, options: CheckOptions) -> _Try:
+        seen = _Try()
+        started = time.monotonic()
+        try:
+            host = httpx.URL(url).host
+            with self._http.lease(host, options.verify_tls) as client:
+                self._fetch(client, url, options, seen, started + options.timeout_s)
         except Exception as exc:  # a target must never crash a worker: everything is a result
-            error = classify(exc)
+            seen.error = classify(exc)
+        seen.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+        return seen
+
+    def _fetch(
+        self, client: httpx.Client, url: str, options: CheckOptions, seen: _Try, deadline: float
+    ) -> None:
+        method: str = options.method
+        current = httpx.URL(url)
+        visited = {str(current)}
+        keep_body = options.assertions is not None and options.assertions.needs_body
+        while True:
+            phases = transport.Phases()
+            with transport.check_scope(deadline, phases):
+                sent = time.monotonic()
+                request = client.build_request(method, current, headers=options.headers)
+                response = _send(client, request, phases)
+                try:
+                    headers_at = time.monotonic()
+                    status = response.status_code
+                    if method == "HEAD" and status in HEAD_UNSUPPORTED:
+                        method = "GET"
+                        self._add_hop_time(seen, phases, sent, headers_at, headers_at)
+                        continue
+                    # Only GET and HEAD are sent, so no redirect code changes the method.
+                    if options.follow_redirects and status in REDIRECT_CODES:
+                        self._add_hop_time(seen, phases, sent, headers_at, headers_at)
+                        current = _next_hop(response, seen.hops, visited, options.max_redirects)
+                        continue
+                    # Before the body: reading it to the end may close the connection.
+                    stream = response.extensions.get("network_stream")
+                    seen.remote_ip = _remote_ip(stream)
+                    seen.tls = tls_info(stream, verified=options.verify_tls)
+                    seen.response = response
+                    if method != "HEAD":
+                        _read_body(response, options.max_body_bytes, keep_body, seen)
+                    done_at = time.monotonic()
+                    seen.final = self._add_hop_time(seen, phases, sent, headers_at, done_at)
+                    return
+                finally:
+                    # Closing an unread body drops that connection instead of draining it.
+                    response.close()
+
+    @staticmethod
+    def _add_hop_time(
+        seen: _Try, phases: transport.Phases, sent: float, headers_at: float, done_at: float
+    ) -> Timings:
+        setup = phases.dns + phases.connect + phases.tls
+        hop = Timings(
+            dns=_ms(phases.dns),
+            connect=_ms(phases.connect),
+            tls=_ms(phases.tls),
+            ttfb=_ms(max(0.0, headers_at - sent - setup)),
+            transfer=_ms(done_at - headers_at),
+            total=_ms(done_at - sent),
+        )
+        total = seen.all_hops
+        seen.all_hops = Timings(
+            dns=round(total.dns + hop.dns, 3),
+            connect=round(total.connect + hop.connect, 3),
+            tls=round(total.tls + hop.tls, 3),
+            ttfb=round(total.ttfb + hop.ttfb, 3),
+            transfer=round(total.transfer + hop.transfer, 3),
+            total=round(total.total + hop.total, 3),
+        )
+        return hop
+
+    def _retryable(self, attempt: _Try, options: CheckOptions) -> bool:
+        if attempt.error is not None:
+            return attempt.error.kind in RETRYABLE_KINDS
+        assert attempt.response is not None
+        status = attempt.response.status_code
+        return (status == 429 or status >= 500) and not options.status_expected(status)
+
+    def _backoff(self, attempts: int, response: httpx.Response | None) -> float:
+        cap = self._retry.max_delay_s
+        if response is not None:
+            after = _retry_after_s(response.headers.get("Retry-After"))
+            if after is not None:
+                return min(after, cap)
+        return random.uniform(0, min(cap, self._retry.base_s * 2 ** (attempts - 1)))
+
+    def _result(
+        self,
+        url: str,
+        options: CheckOptions,
+        attempt: _Try,
+        attempts: list[Attempt],
+        checked_at: datetime,
+        started: float,
+    ) -> CheckResult:
         elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+        response = attempt.response
+        failed: list[FailedAssertion] = []
+        error = attempt.error
+        verdict: Verdict = "down"
+        if response is not None and error is None:
+            failed = self._judge(options, attempt, response)
+            verdict = outcome(failed)
+            if not options.status_expected(response.status_code):
+                expected = _ranges(options)
+                message = f"status {response.status_code} is not in {expected}"
+                error = CheckError(kind=ErrorKind.UNEXPECTED_STATUS, message=message)
+                verdict = "down"
+            elif failed:
+                names = ", ".join(f.assertion for f in failed)
+                error = CheckError(kind=ErrorKind.ASSERTION_FAILED, message=f"failed: {names}")
         return CheckResult(
             url=url,
             ok=error is None,
-            outcome="up" if error is None else "down",
-            status_code=answer.status_code if answer else None,
-            reason=answer.reason if answer else None,
+            outcome=verdict if error is not None else "up",
+            status_code=response.status_code if response is not None else None,
+            reason=response.reason_phrase if response is not None else None,
             elapsed_ms=elapsed_ms,
-            final_url=answer.url if answer else None,
-            redirects=hops,
-            bytes_read=answer.bytes_read if answer else 0,
-            truncated=answer.truncated if answer else False,
-            http_version=answer.http_version if answer else None,
+            final_url=str(response.url) if response is not None else None,
+            redirects=attempt.hops,
+            bytes_read=attempt.bytes_read,
+            truncated=attempt.truncated,
+            http_version=response.http_version if response is not None else None,
+            remote_ip=attempt.remote_ip,
+            timings_ms=attempt.final,
+            timings_all_hops_ms=attempt.all_hops if attempt.hops else attempt.final,
+            tls=attempt.tls,
+            failed_assertions=failed,
+            attempts=attempts,
             checked_at=checked_at,
             error=error,
         )
 
-    def _fetch(self, url: str, options: CheckOptions, hops: list[RedirectHop]) -> _Answer:
-        client = self._http.client(options.verify_tls)
-        method: str = options.method
-        current = httpx.URL(url)
-        visited = {str(current)}
-        while True:
-            request = client.build_request(method, current, headers=options.headers)
-            response = client.send(request, stream=True)
-            try:
-                status = response.status_code
-                if method == "HEAD" and status in HEAD_UNSUPPORTED:
-                    method = "GET"
-                    continue
-                # Only GET and HEAD are sent, so no redirect code changes the method.
-                if options.follow_redirects and status in REDIRECT_CODES:
-                    current = _next_hop(response, hops, visited, options.max_redirects)
-                    continue
-                if method == "HEAD":
-                    return _Answer(response, 0, False)
-                read, truncated = _read_capped(response, options.max_body_bytes)
-                return _Answer(response, read, truncated)
-            finally:
-                # Closing an unread body drops that connection instead of draining it.
-                response.close()
+    @staticmethod
+    def _judge(
+        options: CheckOptions, attempt: _Try, response: httpx.Response
+    ) -> list[FailedAssertion]:
+        if options.assertions is None:
+            return []
+        observed = Observed(
+            status_code=response.status_code,
+            headers=response.headers,
+            body=attempt.body,
+            body_truncated=attempt.truncated,
+            latency_ms=attempt.elapsed_ms,
+            content_type=response.headers.get("Content-Type"),
+            days_left=attempt.tls.days_left if attempt.tls is not None else None,
+        )
+        return evaluate(options.assertions, observed)
+
+
+def _send(client: httpx.Client, request: httpx.Request, phases: transport.Phases) -> httpx.Response:
+    """Send; if a kept-alive connection turns out dead before any answer, send once more on a
+    fresh one, as browsers do for idempotent requests. The server closing an idle connection
+    just as it is reused is a race of keep-alive timeouts, not a fault of the target."""
+    try:
+        return client.send(request, stream=True)
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        reused = phases.connect == 0.0
+        if not reused or (isinstance(exc, httpx.RemoteProtocolError) and not _no_answer(exc)):
+            raise
+    return client.send(request, stream=True)
+
+
+def _no_answer(exc: httpx.RemoteProtocolError) -> bool:
+    return "without sending a response" in str(exc)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _remote_ip(stream: object) -> str | None:
+    if stream is None:
+        return None
+    address = stream.get_extra_info("server_addr")  # type: ignore[attr-defined]
+    return str(address[0]) if address else None
 
 
 def _next_hop(
@@ -105,7 +285,7 @@ def _next_hop(
         raise CheckFailure(ErrorKind.INVALID_REDIRECT, f"{response.status_code} without Location")
     try:
         target = response.url.join(location)
-    except httpx.InvalidURL as exc:
+    except (httpx.InvalidURL, UnicodeError) as exc:
         raise CheckFailure(ErrorKind.INVALID_REDIRECT, f"bad Location {location!r}: {exc}") from exc
     if target.scheme not in ("http", "https") or not target.host:
         raise CheckFailure(ErrorKind.INVALID_REDIRECT, f"Location {location!r} is not http(s)")
@@ -118,14 +298,53 @@ def _next_hop(
     return target
 
 
-def _read_capped(response: httpx.Response, cap: int) -> tuple[int, bool]:
+def _read_body(response: httpx.Response, cap: int, keep: bool, seen: _Try) -> None:
     """Read the raw (still compressed) body up to `cap` bytes: a gzip bomb costs at most that."""
     read = 0
+    kept: list[bytes] = []
     for chunk in response.iter_raw():
         read += len(chunk)
+        if keep:
+            kept.append(chunk)
         if read > cap:
-            return cap, True
-    return read, False
+            seen.truncated = True
+            read = cap
+            break
+    seen.bytes_read = read
+    if keep:
+        body = b"".join(kept)[:cap]
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        seen.body = _decoded(body, encoding, cap) if encoding in _ZLIB_WBITS else body
+
+
+# gzip and zlib-wrapped deflate; raw deflate is what some servers send as "deflate".
+_ZLIB_WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 47}
+
+
+def _decoded(body: bytes, encoding: str, cap: int) -> bytes:
+    """Undo a Content-Encoding for the assertions, producing at most `cap` bytes, so a
+    compression bomb costs no more than the cap (we ask for identity; not all servers obey)."""
+    for wbits in (_ZLIB_WBITS[encoding], -15):
+        try:
+            return zlib.decompressobj(wbits).decompress(body, cap)
+        except zlib.error:
+            continue
+    return body
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _ranges(options: CheckOptions) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from app.schemas.assertions import Assertions
 
 Method = Literal["GET", "HEAD"]
 
@@ -41,6 +44,17 @@ class CheckOptions:
     headers: Mapping[str, str] = field(default_factory=dict)
     verify_tls: bool = True
     max_body_bytes: int = 1_048_576
+    retries: int = 0
+    assertions: Assertions | None = None
 
     def status_expected(self, code: int) -> bool:
         return any(low <= code <= high for low, high in self.expected_status)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff between attempts: exponential from `base_s`, full jitter, capped at `max_delay_s`
+    (which also caps a server's Retry-After)."""
+
+    base_s: float = 0.5
+    max_delay_s: float = 30.0

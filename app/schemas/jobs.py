@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from app.schemas.assertions import Assertions
 from app.schemas.results import CheckResult
 
 
@@ -48,6 +49,16 @@ class JobOptions(BaseModel):
     max_body_bytes: int | None = Field(
         None, ge=0, description="Read at most this many body bytes; the rest is not fetched."
     )
+    retries: int | None = Field(
+        None,
+        ge=0,
+        description="Extra attempts after a connection error, timeout, 429 or 5xx, with "
+        "exponential backoff and jitter; a server's Retry-After is honoured up to a cap. "
+        "Each attempt has its own timeout_s.",
+    )
+    assertions: Assertions | None = Field(
+        None, description="Conditions the answer must meet; all failures are listed."
+    )
 
 
 class JobCreate(BaseModel):
@@ -74,37 +85,58 @@ class JobCreate(BaseModel):
 class CheckOptionsPublic(BaseModel):
     """The options a job runs with, defaults filled in."""
 
-    method: Literal["GET", "HEAD"]
-    timeout_s: float
-    follow_redirects: bool
-    max_redirects: int
-    expected_status: str = Field(examples=["200-399"])
-    headers: dict[str, str]
-    verify_tls: bool
-    max_body_bytes: int
+    method: Literal["GET", "HEAD"] = Field(description="HTTP method sent first.")
+    timeout_s: float = Field(description="One deadline for the whole check, all hops, in seconds.")
+    follow_redirects: bool = Field(description="Whether redirects are followed.")
+    max_redirects: int = Field(description="Redirect hops allowed.")
+    expected_status: str = Field(
+        description="Healthy status codes and ranges, normalised.", examples=["200-399"]
+    )
+    headers: dict[str, str] = Field(description="Extra request headers sent with each check.")
+    verify_tls: bool = Field(description="Whether TLS certificates are verified.")
+    max_body_bytes: int = Field(description="Body bytes read at most per check.")
+    retries: int = Field(0, description="Extra attempts allowed after a retryable failure.")
+    assertions: Assertions | None = Field(None, description="Conditions the answer must meet.")
 
 
 class JobSummary(BaseModel):
     """Counts by outcome, and of the failures by error kind."""
 
-    up: int = 0
-    down: int = 0
-    errors: dict[str, int] = Field(default_factory=dict, examples=[{"timeout": 2}])
+    up: int = Field(0, description="Checks that ended healthy.")
+    degraded: int = Field(
+        0, description="Checks that answered correctly but too slowly or near cert expiry."
+    )
+    down: int = Field(0, description="Checks that ended unhealthy (not degraded).")
+    errors: dict[str, int] = Field(
+        default_factory=dict,
+        description="Unhealthy checks counted by error kind.",
+        examples=[{"timeout": 2}],
+    )
 
 
 class JobHeader(BaseModel):
     """A job without its results."""
 
-    id: str = Field(examples=["4f1c2a9e8b7d4e3f9a0b1c2d3e4f5a6b"])
-    status: JobStatus
+    id: str = Field(
+        description="The job's id, for /v1/jobs/{id}.",
+        examples=["4f1c2a9e8b7d4e3f9a0b1c2d3e4f5a6b"],
+    )
+    status: JobStatus = Field(
+        description="`queued`, `running`, or final: `done`, `cancelled` or `interrupted` "
+        "(the service shut down before every check finished)."
+    )
     total: int = Field(description="URLs to check, after removing duplicates.")
     completed: int = Field(description="Checks that reached a final state.")
     duplicates_removed: int = Field(0, description="Submitted URLs dropped as duplicates.")
-    summary: JobSummary
-    options: CheckOptionsPublic
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    summary: JobSummary = Field(description="Counts of the checks completed so far.")
+    options: CheckOptionsPublic = Field(description="The options the checks run with.")
+    created_at: datetime = Field(description="When the job was accepted (UTC).")
+    started_at: datetime | None = Field(
+        None, description="When its first check started (UTC); null while queued."
+    )
+    finished_at: datetime | None = Field(
+        None, description="When its last check reached a final state (UTC); null until then."
+    )
 
 
 class JobPublic(JobHeader):
@@ -133,14 +165,25 @@ class CheckRequest(BaseModel):
 
 
 class CheckResponse(BaseModel):
-    results: list[CheckResult] = Field(description="In the order of the request.")
+    results: list[CheckResult] = Field(
+        description="One per submitted URL, in the order of the request (a duplicate URL is "
+        "checked once and its result repeated)."
+    )
 
 
 class StreamResult(BaseModel):
-    type: Literal["result"] = "result"
-    result: CheckResult
+    """A check finished."""
+
+    type: Literal["result"] = Field("result", description="Marks a result line.")
+    result: CheckResult = Field(description="The check's result.")
 
 
 class StreamEnd(BaseModel):
-    type: Literal["end"] = "end"
-    job: JobHeader
+    """The job ended: the last line of the stream."""
+
+    type: Literal["end"] = Field("end", description="Marks the last line.")
+    job: JobHeader = Field(description="The job in its final state.")
+
+
+class StreamLine(RootModel[Annotated[StreamResult | StreamEnd, Field(discriminator="type")]]):
+    """One line of a job's NDJSON stream: a result, or the final `end` line."""

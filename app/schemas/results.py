@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.assertions import FailedAssertion
+
 
 class ErrorKind(StrEnum):
     """Why a check is not healthy. A fixed set: clients may switch on it."""
@@ -22,6 +24,7 @@ class ErrorKind(StrEnum):
     REDIRECT_LOOP = "redirect_loop"
     INVALID_REDIRECT = "invalid_redirect"
     UNEXPECTED_STATUS = "unexpected_status"
+    ASSERTION_FAILED = "assertion_failed"
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
@@ -39,7 +42,8 @@ ERROR_KIND_DOCS: dict[ErrorKind, str] = {
     ErrorKind.REDIRECT_LOOP: "a redirect led back to a URL already visited",
     ErrorKind.INVALID_REDIRECT: "a redirect whose Location is missing, malformed or not http(s)",
     ErrorKind.UNEXPECTED_STATUS: "the final status code is not in expected_status",
-    ErrorKind.BLOCKED: "the destination is denied by the destination policy",
+    ErrorKind.ASSERTION_FAILED: "the answer failed assertions (see failed_assertions)",
+    ErrorKind.BLOCKED: "the destination policy denies the address (the message names the rule)",
     ErrorKind.CANCELLED: "the check was cancelled before it started (job cancelled or shutdown)",
     ErrorKind.INTERRUPTED: "the check was still running when the service shut down",
     ErrorKind.INTERNAL: "a bug in urlhealth; the message says where",
@@ -62,6 +66,50 @@ class RedirectHop(BaseModel):
     url: str = Field(description="The URL that answered with a redirect.")
     status_code: int = Field(description="Its redirect status.", examples=[301])
     location: str = Field(description="Where it pointed, resolved against its URL.")
+
+
+class Timings(BaseModel):
+    """Where the time went, in milliseconds. Zero for a phase that did not happen (a reused
+    keep-alive connection has no dns, connect or tls)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dns: float = Field(0.0, description="Resolving the host name.")
+    connect: float = Field(0.0, description="TCP connect.")
+    tls: float = Field(0.0, description="TLS handshake.")
+    ttfb: float = Field(0.0, description="Request sent to first response byte (headers).")
+    transfer: float = Field(0.0, description="Reading the body.")
+    total: float = Field(0.0, description="All of the above, end to end.")
+
+
+class TlsInfo(BaseModel):
+    """The TLS connection and the server's certificate (reported even with verify_tls off)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str | None = Field(None, description="TLS protocol.", examples=["TLSv1.3"])
+    cipher: str | None = Field(
+        None, description="Negotiated cipher suite.", examples=["TLS_AES_256_GCM_SHA384"]
+    )
+    verified: bool = Field(description="Whether the certificate was verified.")
+    subject: str | None = Field(None, description="Certificate subject (CN).")
+    issuer: str | None = Field(None, description="Certificate issuer (CN).")
+    sans: list[str] = Field(default_factory=list, description="Subject alternative names.")
+    not_before: datetime | None = Field(None, description="Certificate valid from (UTC).")
+    not_after: datetime | None = Field(None, description="Certificate valid until (UTC).")
+    days_left: int | None = Field(None, description="Whole days until not_after.")
+
+
+class Attempt(BaseModel):
+    """One try of a check that may be retried."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int = Field(description="1 for the first try.")
+    status_code: int | None = Field(None, description="The status this try got, if any.")
+    error: CheckError | None = Field(None, description="Why this try failed, if it did.")
+    elapsed_ms: float = Field(description="Wall time of this try.")
+    waited_ms: float = Field(0.0, description="Backoff slept before this attempt.")
 
 
 class CheckResult(BaseModel):
@@ -91,8 +139,13 @@ class CheckResult(BaseModel):
     )
 
     url: str = Field(description="The URL as submitted.")
-    ok: bool = Field(description="True when the URL is healthy: answered with an expected status.")
-    outcome: Literal["up", "down"] = Field(description="`up` when ok, otherwise `down`.")
+    ok: bool = Field(
+        description="True when the URL is healthy: an expected status and every assertion held."
+    )
+    outcome: Literal["up", "degraded", "down"] = Field(
+        description="`up` when ok; `degraded` when it answered correctly but too slowly "
+        "(max_latency_ms) or with a certificate near expiry (min_days_left); else `down`."
+    )
     status_code: int | None = Field(None, description="Final HTTP status, if any answer came.")
     reason: str | None = Field(None, description="Final reason phrase.", examples=["OK"])
     elapsed_ms: float | None = Field(
@@ -106,6 +159,20 @@ class CheckResult(BaseModel):
     truncated: bool = Field(
         False, description="True when the body was longer than the read cap and was cut off."
     )
-    http_version: str | None = Field(None, examples=["HTTP/1.1"])
+    http_version: str | None = Field(
+        None, description="HTTP version of the final answer.", examples=["HTTP/1.1"]
+    )
+    remote_ip: str | None = Field(None, description="The address connected to, last hop.")
+    timings_ms: Timings | None = Field(None, description="Phases of the final hop.")
+    timings_all_hops_ms: Timings | None = Field(
+        None, description="Phases summed over every hop, redirects included."
+    )
+    tls: TlsInfo | None = Field(None, description="For https: the connection's TLS facts.")
+    failed_assertions: list[FailedAssertion] = Field(
+        default_factory=list, description="Every assertion that failed, with what was seen."
+    )
+    attempts: list[Attempt] = Field(
+        default_factory=list, description="Every try, when the job allows retries."
+    )
     checked_at: datetime = Field(description="When the check started (UTC).")
     error: CheckError | None = Field(None, description="Why the check is not ok; null when ok.")

@@ -29,45 +29,33 @@ class _Job:
     results: list[CheckResult] = field(default_factory=list)
     recorded: bytearray = field(default_factory=bytearray)
     up: int = 0
+    degraded: int = 0
     down: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     cancel_requested: bool = False
     interrupted: bool = False
     subscribers: list[Callable[[], None]] = field(default_factory=list)
 
-    def copy_header_fields(self) -> tuple[Any, ...]:
-        return (
-            self.id,
-            self.status,
-            len(self.urls),
-            len(self.results),
-            self.duplicates_removed,
-            self.up,
-            self.down,
-            dict(self.errors),
-            self.options,
-            self.created_at,
-            self.started_at,
-            self.finished_at,
-        )
+    def copy_header_fields(self) -> dict[str, Any]:
+        """The header's values, copied under the lock; the model is built outside it."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "total": len(self.urls),
+            "completed": len(self.results),
+            "duplicates_removed": self.duplicates_removed,
+            "summary": (self.up, self.degraded, self.down, dict(self.errors)),
+            "options": self.options,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
 
 
-def _header(fields: tuple[Any, ...]) -> JobHeader:
-    (job_id, status, total, completed, dups, up, down, errors, options, created, started, ended) = (
-        fields
-    )
-    return JobHeader(
-        id=job_id,
-        status=status,
-        total=total,
-        completed=completed,
-        duplicates_removed=dups,
-        summary=JobSummary(up=up, down=down, errors=errors),
-        options=options,
-        created_at=created,
-        started_at=started,
-        finished_at=ended,
-    )
+def _header(fields: dict[str, Any]) -> JobHeader:
+    up, degraded, down, errors = fields.pop("summary")
+    summary = JobSummary(up=up, degraded=degraded, down=down, errors=errors)
+    return JobHeader(**fields, summary=summary)
 
 
 class MemoryStore:
@@ -121,7 +109,10 @@ class MemoryStore:
             if result.ok:
                 job.up += 1
             else:
-                job.down += 1
+                if result.outcome == "degraded":
+                    job.degraded += 1
+                else:
+                    job.down += 1
                 if result.error is not None:
                     kind = result.error.kind.value
                     job.errors[kind] = job.errors.get(kind, 0) + 1
