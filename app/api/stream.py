@@ -6,8 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from fastapi.responses import StreamingResponse
+
 from app.schemas.jobs import StreamEnd
 from app.store.base import JobNotFound, ResultsStore
+
+
+class NDJSONResponse(StreamingResponse):
+    media_type = "application/x-ndjson"
 
 
 class _Wakeup:

@@ -97,6 +97,7 @@ def resolve_options(
     except ValueError as exc:
         errors.append(_error(("options", "expected_status"), str(exc), spec, "value_error"))
         ranges = ((200, 399),)
+    retries = int(within("retries", options.retries, 0, settings.max_retries))
     headers = _check_headers(options.headers or {}, errors)
     if errors:
         raise RequestValidationError(errors)
@@ -109,6 +110,8 @@ def resolve_options(
         headers=headers,
         verify_tls=True if options.verify_tls is None else options.verify_tls,
         max_body_bytes=max_body,
+        retries=retries,
+        assertions=options.assertions,
     )
     public = CheckOptionsPublic(
         method=engine.method,
@@ -119,6 +122,8 @@ def resolve_options(
         headers=dict(headers),
         verify_tls=engine.verify_tls,
         max_body_bytes=engine.max_body_bytes,
+        retries=retries,
+        assertions=options.assertions,
     )
     return engine, public
 

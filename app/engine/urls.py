@@ -18,12 +18,13 @@ def normalize_url(raw: str, max_length: int) -> str:
         raise ValueError("contains whitespace")
     try:
         url = httpx.URL(raw)
+        host = url.host  # decoding the IDNA host can fail here, after parsing
     except (httpx.InvalidURL, UnicodeError) as exc:
         raise ValueError(f"not a valid URL: {exc}") from None
     if url.scheme not in SCHEMES:
         shown = url.scheme or "none"
         raise ValueError(f"scheme must be http or https, not {shown!r}")
-    if not url.host:
+    if not host:
         raise ValueError("has no host")
     if url.userinfo:
         raise ValueError("must not contain user:password credentials")

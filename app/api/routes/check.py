@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from app.api.deps import ServicesDep
 from app.api.validation import prepare_urls, resolve_options
 from app.engine.checker import unfinished_result
+from app.engine.urls import dedupe_key
 from app.schemas.jobs import CheckRequest, CheckResponse
 from app.schemas.results import CheckResult, ErrorKind
 
@@ -35,7 +36,15 @@ async def check(body: CheckRequest, services: ServicesDep) -> CheckResponse:
     futures = services.dispatcher.check_now(urls, options)
     waiting = [asyncio.wrap_future(future) for future in futures]
     await asyncio.wait(waiting, timeout=options.timeout_s + _QUEUE_ALLOWANCE_S)
-    return CheckResponse(results=[_final(url, fut) for url, fut in zip(urls, waiting, strict=True)])
+    finals = {
+        dedupe_key(url): _final(url, future) for url, future in zip(urls, waiting, strict=True)
+    }
+    # One result per submitted URL, in request order; a duplicate shares its twin's check.
+    results = []
+    for raw in body.urls:
+        result = finals[dedupe_key(raw)]
+        results.append(result if result.url == raw else result.model_copy(update={"url": raw}))
+    return CheckResponse(results=results)
 
 
 def _final(url: str, future: asyncio.Future[CheckResult]) -> CheckResult:

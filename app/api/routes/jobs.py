@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from fastapi.responses import StreamingResponse
 
 from app.api.deps import ServicesDep
-from app.api.stream import open_stream
+from app.api.stream import NDJSONResponse, open_stream
 from app.api.validation import prepare_urls, resolve_options
-from app.schemas.jobs import JobCreate, JobHeader, JobPublic, JobsPublic, StreamEnd, StreamResult
+from app.schemas.jobs import JobCreate, JobHeader, JobPublic, JobsPublic, StreamLine
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -70,25 +69,20 @@ async def get_job(
 @router.get(
     "/{job_id}/stream",
     summary="Stream results as they finish (NDJSON)",
-    response_class=StreamingResponse,
+    response_class=NDJSONResponse,
     responses={
         200: {
-            "description": "One JSON object a line: "
-            + f"`{StreamResult.__name__}` lines in completion order, then one "
-            + f"`{StreamEnd.__name__}` line with the job's final status. A late client first "
-            "gets the results that already finished.",
-            "content": {"application/x-ndjson": {}},
+            "model": StreamLine,
+            "description": "One JSON object a line: `result` lines in completion order, "
+            "then one `end` line with the job's final status. A late client first gets the "
+            "results that already finished.",
         },
         **_ERRORS,
     },
 )
-async def stream_job(job_id: str, services: ServicesDep) -> StreamingResponse:
+async def stream_job(job_id: str, services: ServicesDep) -> NDJSONResponse:
     lines = open_stream(services.store, job_id)
-    return StreamingResponse(
-        lines,
-        media_type="application/x-ndjson",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return NDJSONResponse(lines, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.delete(
