@@ -1,0 +1,74 @@
+"""GET /v1/status: what the service is doing now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app import __version__
+from tests.conftest import RunningService
+from tests.support.api import gated_server, status, submit, wait_final, wait_for
+from tests.support.servers import ThreadedUvicorn
+
+ServiceFactory = Callable[..., RunningService]
+
+STATUSES = {"queued", "running", "done", "cancelled", "interrupted"}
+
+
+def test_idle_service_reports_version_workers_and_zero_counters(
+    service_factory: ServiceFactory,
+) -> None:
+    svc = service_factory(workers=3, max_queued_checks=50, max_urls_per_job=50)
+
+    body = status(svc.client)
+
+    assert body["version"] == __version__
+    assert body["workers"] == 3
+    assert body["max_queued_checks"] == 50
+    assert (body["checks_running"], body["checks_queued"], body["checked_total"]) == (0, 0, 0)
+    assert body["jobs"] == dict.fromkeys(STATUSES, 0)
+    assert body["shutting_down"] is False
+    assert body["uptime_s"] >= 0
+
+
+def test_status_counts_running_and_queued_checks_and_jobs_by_status(
+    service_factory: ServiceFactory,
+) -> None:
+    svc = service_factory(workers=2)
+    with gated_server() as gate:
+        job_id = submit(svc.client, [f"{gate.url}/{n}" for n in range(4)], timeout_s=20)["id"]
+
+        busy = wait_for(
+            lambda: (s := status(svc.client))["checks_running"] == 2 and s,
+            what="both workers to be busy",
+        )
+        assert busy["checks_queued"] == 2
+        assert busy["jobs"]["running"] == 1
+        assert busy["checked_total"] == 0
+        assert busy["shutting_down"] is False
+
+        gate.release()
+        assert wait_final(svc.client, job_id)["status"] == "done"
+
+    # Capacity is released just after the job is reported done: wait for the counters.
+    idle = wait_for(
+        lambda: (s := status(svc.client))["checked_total"] == 4 and s,
+        what="the counters to catch up",
+    )
+    assert (idle["checks_running"], idle["checks_queued"]) == (0, 0)
+    assert idle["jobs"]["done"] == 1
+    assert idle["jobs"]["running"] == 0
+
+
+def test_checked_total_increases_with_every_finished_check(
+    service: RunningService, target: ThreadedUvicorn
+) -> None:
+    before = status(service.client)["checked_total"]
+    first = submit(service.client, [f"{target.url}/status/200", f"{target.url}/status/500"])
+    wait_final(service.client, first["id"])
+    wait_for(lambda: status(service.client)["checked_total"] == before + 2, what="2 checks")
+
+    second = submit(service.client, [f"{target.url}/status/201"])
+    wait_final(service.client, second["id"])
+
+    wait_for(lambda: status(service.client)["checked_total"] == before + 3, what="3 checks")
+    assert status(service.client)["jobs"]["done"] == 2

@@ -1,0 +1,353 @@
+"""The dispatcher over a real store, checker and loopback target: parallelism, completion
+order, admission limits, cancellation and the shutdown steps."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from app.engine.checker import Checker
+from app.engine.dispatcher import Dispatcher, Overloaded, ShuttingDown
+from app.engine.options import CheckOptions
+from app.engine.transport import HttpLayer
+from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobStatus
+from app.schemas.results import CheckResult, ErrorKind
+from app.store.memory import MemoryStore
+from tests.support.engine import make_http
+from tests.support.servers import RawServer, ThreadedUvicorn
+
+OPTIONS = CheckOptions(timeout_s=30)
+
+
+def public(options: CheckOptions) -> CheckOptionsPublic:
+    return CheckOptionsPublic(
+        method=options.method,
+        timeout_s=options.timeout_s,
+        follow_redirects=options.follow_redirects,
+        max_redirects=options.max_redirects,
+        expected_status=",".join(f"{lo}-{hi}" for lo, hi in options.expected_status),
+        headers=dict(options.headers),
+        verify_tls=options.verify_tls,
+        max_body_bytes=options.max_body_bytes,
+    )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll `predicate` every 20 ms for at most `timeout` seconds."""
+    pause = threading.Event()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        pause.wait(0.02)
+    return predicate()
+
+
+@dataclass
+class Engine:
+    store: MemoryStore
+    http: HttpLayer
+    dispatcher: Dispatcher
+
+    def submit(self, urls: Sequence[str], options: CheckOptions = OPTIONS) -> JobHeader:
+        return self.dispatcher.submit_job(urls, options, public(options))
+
+    def wait_final(self, job_id: str, timeout: float = 15.0) -> JobHeader:
+        assert wait_until(lambda: self.store.header(job_id).status.final, timeout), (
+            f"job {job_id} did not finish within {timeout} s"
+        )
+        return self.store.header(job_id)
+
+    def results(self, job_id: str) -> list[CheckResult]:
+        return self.store.page(job_id, 0, 10_000).results
+
+    def by_url(self, job_id: str) -> dict[str, CheckResult]:
+        return {result.url: result for result in self.results(job_id)}
+
+
+@pytest.fixture
+def engine_factory() -> Iterator[Callable[..., Engine]]:
+    built: list[Engine] = []
+
+    def build(workers: int = 4, max_queued: int = 1000) -> Engine:
+        store = MemoryStore(max_jobs=100, max_age_s=3600)
+        http = make_http()
+        dispatcher = Dispatcher(store, Checker(http), workers=workers, max_queued=max_queued)
+        engine = Engine(store, http, dispatcher)
+        built.append(engine)
+        return engine
+
+    yield build
+    for engine in built:
+        engine.dispatcher.close()
+        engine.http.abort_in_flight()
+        engine.http.close()
+
+
+@pytest.fixture
+def hanging() -> Iterator[tuple[RawServer, threading.Event]]:
+    """Reads the request, says so, and never answers (until the test ends)."""
+    stop = threading.Event()
+    got_request = threading.Event()
+
+    def handler(conn: socket.socket) -> None:
+        if conn.recv(65536):
+            got_request.set()
+        stop.wait(60)
+
+    server = RawServer(handler)
+    yield server, got_request
+    stop.set()
+    server.stop()
+
+
+# --- parallelism and order ------------------------------------------------------------------
+
+
+def test_checks_run_in_parallel_across_workers(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=16)
+    urls = [f"{target.url}/delay/200?n={n}" for n in range(32)]
+    started = time.monotonic()
+    job = engine.submit(urls)
+    header = engine.wait_final(job.id)
+    elapsed = time.monotonic() - started
+    assert header.status is JobStatus.DONE
+    assert header.summary.up == 32
+    # Ideal is 32/16 x 200 ms = 0.4 s; one at a time would be 6.4 s.
+    assert elapsed < 3.2
+
+
+def test_results_are_recorded_in_completion_order(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=4)
+    slow = f"{target.url}/delay/1500"
+    fast = [f"{target.url}/delay/0?n={n}" for n in range(3)]
+    job = engine.submit([slow, *fast])
+    engine.wait_final(job.id)
+    recorded = [result.url for result in engine.results(job.id)]
+    assert sorted(recorded[:3]) == sorted(fast)
+    assert recorded[3] == slow
+
+
+def test_every_check_of_a_job_gets_exactly_one_result(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=4)
+    urls = [f"{target.url}/status/200?n={n}" for n in range(20)] + [
+        f"{target.url}/status/500?n={n}" for n in range(5)
+    ]
+    job = engine.submit(urls)
+    header = engine.wait_final(job.id)
+    assert header.completed == 25
+    assert sorted(result.url for result in engine.results(job.id)) == sorted(urls)
+    assert (header.summary.up, header.summary.down) == (20, 5)
+    assert header.summary.errors == {"unexpected_status": 5}
+    assert header.started_at is not None
+    assert header.finished_at is not None
+
+
+# --- admission ------------------------------------------------------------------------------
+
+
+def test_job_over_max_queued_is_refused_whole_and_nothing_is_recorded(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=2, max_queued=5)
+    with pytest.raises(Overloaded) as refused:
+        engine.submit([f"{target.url}/status/200?n={n}" for n in range(6)])
+    assert refused.value.retry_after_s >= 1
+    assert engine.store.list_jobs(0, 10) == ([], 0)
+    assert engine.dispatcher.counters() == (0, 0, 0)
+
+
+def test_job_exactly_at_max_queued_is_accepted(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=2, max_queued=5)
+    job = engine.submit([f"{target.url}/status/200?n={n}" for n in range(5)])
+    assert engine.wait_final(job.id).status is JobStatus.DONE
+
+
+def test_capacity_is_held_while_a_job_runs_and_released_when_it_finishes(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=2, max_queued=5)
+    first = engine.submit([f"{target.url}/delay/300?n={n}" for n in range(5)])
+    with pytest.raises(Overloaded):
+        engine.submit([f"{target.url}/status/200?late=1"])
+    engine.wait_final(first.id)
+    assert engine.dispatcher.wait_drained(5)
+    second = engine.submit([f"{target.url}/status/200?m={n}" for n in range(5)])
+    assert engine.wait_final(second.id).status is JobStatus.DONE
+
+
+def test_check_now_results_come_back_in_request_order_and_release_capacity(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=4, max_queued=3)
+    urls = [f"{target.url}/delay/300", f"{target.url}/status/404", f"{target.url}/delay/0"]
+    futures = engine.dispatcher.check_now(urls, OPTIONS)
+    results = [future.result(timeout=15) for future in futures]
+    assert [result.url for result in results] == urls
+    assert [result.ok for result in results] == [True, False, True]
+    assert engine.dispatcher.wait_drained(5)
+    assert engine.dispatcher.counters() == (0, 0, 3)
+    again = engine.dispatcher.check_now(urls, OPTIONS)  # all three slots are free again
+    assert len([future.result(timeout=15) for future in again]) == 3
+
+
+def test_counters_show_running_and_queued_while_a_job_runs(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=2)
+    job = engine.submit([f"{target.url}/delay/1000?n={n}" for n in range(4)])
+    seen: list[tuple[int, int, int]] = []
+
+    def two_running() -> bool:
+        seen.append(engine.dispatcher.counters())
+        return seen[-1][0] == 2
+
+    assert wait_until(two_running), f"counters never showed 2 running: {seen[-5:]}"
+    assert seen[-1] == (2, 2, 0)
+    engine.wait_final(job.id)
+    assert engine.dispatcher.wait_drained(5)
+    assert engine.dispatcher.counters() == (0, 0, 4)
+
+
+# --- cancel ---------------------------------------------------------------------------------
+
+
+def test_cancel_ends_queued_checks_and_lets_the_running_one_finish(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=1)
+    slow = f"{target.url}/delay/1500"
+    queued = [f"{target.url}/status/200?n={n}" for n in range(4)]
+    job = engine.submit([slow, *queued])
+    assert wait_until(lambda: engine.dispatcher.counters()[0] == 1)
+
+    header = engine.dispatcher.cancel(job.id)
+    # cancel returns without waiting for the running check; the queued ones are already done.
+    assert header.status is JobStatus.RUNNING
+    assert header.completed == 4
+
+    final = engine.wait_final(job.id)
+    assert final.status is JobStatus.CANCELLED
+    results = engine.by_url(job.id)
+    assert results[slow].ok is True
+    assert results[slow].status_code == 200
+    for url in queued:
+        error = results[url].error
+        assert error is not None
+        assert error.kind is ErrorKind.CANCELLED
+    assert final.summary.errors == {"cancelled": 4}
+    assert engine.dispatcher.wait_drained(5)
+    assert engine.dispatcher.counters() == (0, 0, 1)
+
+
+def test_cancel_of_a_finished_job_leaves_it_done(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory()
+    job = engine.submit([f"{target.url}/status/200"])
+    engine.wait_final(job.id)
+    assert engine.dispatcher.cancel(job.id).status is JobStatus.DONE
+
+
+# --- shutdown steps -------------------------------------------------------------------------
+
+
+def test_after_stop_accepting_new_work_is_refused(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory()
+    engine.dispatcher.stop_accepting()
+    with pytest.raises(ShuttingDown):
+        engine.submit([f"{target.url}/status/200"])
+    with pytest.raises(ShuttingDown):
+        engine.dispatcher.check_now([f"{target.url}/status/200"], OPTIONS)
+    assert engine.store.list_jobs(0, 10) == ([], 0)
+    assert engine.dispatcher.wait_drained(0)
+
+
+def test_wait_drained_is_true_at_once_when_idle(engine_factory: Callable[..., Engine]) -> None:
+    assert engine_factory().dispatcher.wait_drained(0) is True
+
+
+def test_shutdown_steps_cancel_queued_interrupt_running_and_end_the_job_interrupted(
+    engine_factory: Callable[..., Engine],
+    target: ThreadedUvicorn,
+    hanging: tuple[RawServer, threading.Event],
+) -> None:
+    server, got_request = hanging
+    engine = engine_factory(workers=1)
+    stuck = f"{server.url}/"
+    queued = [f"{target.url}/status/200?n={n}" for n in range(3)]
+    job = engine.submit([stuck, *queued])
+    assert got_request.wait(10)
+    dispatcher = engine.dispatcher
+
+    dispatcher.stop_accepting()
+    dispatcher.cancel_all_queued()
+    assert engine.store.header(job.id).completed == 3
+    assert dispatcher.wait_drained(0.3) is False  # the stuck check is still running
+
+    dispatcher.interrupt_running()
+    header = engine.store.header(job.id)
+    assert header.status is JobStatus.INTERRUPTED
+    assert header.summary.errors == {"cancelled": 3, "interrupted": 1}
+    results = engine.by_url(job.id)
+    stuck_error = results[stuck].error
+    assert stuck_error is not None
+    assert stuck_error.kind is ErrorKind.INTERRUPTED
+    for url in queued:
+        error = results[url].error
+        assert error is not None
+        assert error.kind is ErrorKind.CANCELLED
+
+    # Aborting the connection frees the worker; its late result does not replace the final one.
+    engine.http.abort_in_flight()
+    assert dispatcher.wait_drained(10) is True
+    after = engine.by_url(job.id)[stuck]
+    assert after.error is not None
+    assert after.error.kind is ErrorKind.INTERRUPTED
+    assert engine.store.header(job.id).completed == 4
+
+
+def test_shutdown_with_only_queued_work_drains_without_interrupting(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=1)
+    running = f"{target.url}/delay/500"
+    queued = [f"{target.url}/status/200?n={n}" for n in range(3)]
+    job = engine.submit([running, *queued])
+    assert wait_until(lambda: engine.dispatcher.counters()[0] == 1)
+    engine.dispatcher.stop_accepting()
+    engine.dispatcher.cancel_all_queued()
+    assert engine.dispatcher.wait_drained(10) is True
+    header = engine.store.header(job.id)
+    # The job was in progress at shutdown, so it ends interrupted even though its one running
+    # check finished in the grace period with a real result.
+    assert header.status is JobStatus.INTERRUPTED
+    assert engine.by_url(job.id)[running].ok is True
+
+
+def test_job_refused_because_the_pool_is_closed_leaves_no_job_behind(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    # The pool closes under a request admitted just before (the shutdown race that
+    # _submit_all guards against): the refused job must not linger, queued forever.
+    engine = engine_factory()
+    engine.dispatcher.close()
+    with pytest.raises(ShuttingDown):
+        engine.submit([f"{target.url}/status/200"])
+    assert engine.store.active_job_ids() == []
+    assert engine.dispatcher.wait_drained(0)
