@@ -1,0 +1,169 @@
+"""urlhealth benchmark driver: nginx target on loopback, the service through its public API,
+and the tutorial baseline in the same run. See bench/README.md; run it with bench/run.sh.
+
+    python bench/bench.py [--scenarios S1,S2] [--reps N] [--quick] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from driver import run_baseline, run_service
+from report import echo, machine_info, render_markdown, summarise, verdicts, write_outputs
+from scenarios import SCENARIOS, Scenario
+from target import NginxTarget, raise_nofile
+
+QUICK_FACTOR = 10
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="urlhealth benchmark")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated scenario names (default: all, %(default)s)",
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions per scenario (default 3; S4 defaults to 1)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"1/{QUICK_FACTOR} of the URLs: a smoke run"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline runs")
+    parser.add_argument(
+        "--no-service", action="store_true", help="run only the baseline (checks the target)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 2 when a target is missed (not only on errors)"
+    )
+    args = parser.parse_args(argv)
+    names = [n.strip().upper() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+    args.names = names
+    if args.no_service and args.no_baseline:
+        parser.error("--no-service and --no-baseline leave nothing to run")
+    if args.reps is not None and args.reps < 1:
+        parser.error("--reps must be at least 1")
+    return args
+
+
+def _line(impl: str, rep: int, run: dict[str, Any]) -> str:
+    if not run.get("ok"):
+        detail = run.get("error") or run.get("validation")
+        return f"    {impl:9} rep {rep}: FAILED: {detail}"
+    extra = ""
+    if run.get("reported_p99_ms") is not None:
+        extra += f", reported p50/p99 {run['reported_p50_ms']:.1f}/{run['reported_p99_ms']:.1f} ms"
+    if run.get("status_p99_ms") is not None:
+        extra += f", status p99 {run['status_p99_ms']:.1f} ms ({run['status_polls']} polls)"
+    rss = f", peak RSS {run['peak_rss_mb']:.0f} MB" if run.get("peak_rss_mb") else ""
+    return f"    {impl:9} rep {rep}: {run['wall_s']:.3f} s, CPU {run['cpu_s']:.2f} s{rss}{extra}"
+
+
+def run_scenario(
+    scenario: Scenario,
+    reps: int,
+    target: NginxTarget,
+    *,
+    service: bool,
+    baseline: bool,
+    quick: bool,
+) -> dict[str, Any]:
+    echo(
+        f"{scenario.name}: {scenario.urls:,} URLs x {scenario.delay_ms} ms, "
+        f"{scenario.workers} workers, {reps} reps (ideal {scenario.ideal_s:.2f} s)"
+    )
+    service_runs: list[dict[str, Any]] = []
+    baseline_runs: list[dict[str, Any]] = []
+    for rep in range(1, reps + 1):
+        # Interleaved, so a noisy spell of the machine hits both alike.
+        if service:
+            run = run_service(scenario, target)
+            service_runs.append(run)
+            echo(_line("urlhealth", rep, run))
+        if baseline:
+            run = run_baseline(scenario, target)
+            baseline_runs.append(run)
+            echo(_line("baseline", rep, run))
+    summary = summarise(scenario, service_runs)
+    entry: dict[str, Any] = {
+        "scenario": scenario.name,
+        "scenario_obj": scenario,
+        "description": scenario.description,
+        "urls": scenario.urls,
+        "delay_ms": scenario.delay_ms,
+        "workers": scenario.workers,
+        "ideal_s": scenario.ideal_s,
+        "service": summary if service else None,
+        "service_runs": service_runs,
+        "verdicts": verdicts(scenario, summary, quick) if service else [],
+    }
+    if baseline:
+        entry["baseline"] = summarise(scenario, baseline_runs)
+        entry["baseline_runs"] = baseline_runs
+    else:
+        entry["baseline_skipped"] = "--no-baseline" if scenario.baseline else "not run for S4"
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    nofile = raise_nofile()
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "quick": args.quick,
+        "options": {
+            "scenarios": args.names,
+            "reps": args.reps,
+            "quick": args.quick,
+            "baseline": not args.no_baseline,
+            "service": not args.no_service,
+        },
+        "nofile_limit": nofile,
+        "scenarios": [],
+    }
+    started = time.monotonic()
+    with NginxTarget(worker_processes=1) as target:
+        echo(f"nginx target on 127.0.0.1-8:{target.port} (open-files limit {nofile})")
+        for name in args.names:
+            scenario = SCENARIOS[name]
+            if args.quick:
+                scenario = scenario.scaled(QUICK_FACTOR)
+            reps = args.reps if args.reps is not None else scenario.reps
+            baseline = scenario.baseline and not args.no_baseline
+            entry = run_scenario(
+                scenario,
+                reps,
+                target,
+                service=not args.no_service,
+                baseline=baseline,
+                quick=args.quick,
+            )
+            report["scenarios"].append(entry)
+        errors = target.error_log_tail()
+        if errors:
+            report["nginx_error_log_tail"] = errors
+    report["duration_s"] = time.monotonic() - started
+    # The README shows full runs only: every scenario, full size, service and baseline.
+    full = not (args.quick or args.no_service or args.no_baseline)
+    full = full and args.names == list(SCENARIOS)
+    json_path, md_path = write_outputs(report, update_readme=full)
+    print(render_markdown(report))
+    echo(f"wrote {json_path} and {md_path}")
+    failed = any(not v["pass"] for e in report["scenarios"] for v in e["verdicts"][:1])
+    missed = any(not v["pass"] for e in report["scenarios"] for v in e["verdicts"])
+    if failed:
+        return 1
+    return 2 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""One repetition of a scenario: through the service's public API, or through the baseline.
+
+The driver shares two cores with the service and nginx, so while a job runs it only
+receives bytes and stamps each chunk's arrival; it parses and checks the results after
+the stream has ended.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from scenarios import Expected, Scenario, build_urls, check_result
+from service import ServiceError, ServiceProcess, child_pids, cpu_seconds
+from target import NginxTarget
+
+BASELINE_SCRIPT = Path(__file__).with_name("baseline.py")
+STREAM_CHUNK = 1 << 16
+MAX_EXAMPLES = 5
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def job_deadline_s(scenario: Scenario) -> float:
+    """How long one run may take before it is abandoned (a failure, not a slow run)."""
+    return max(60.0, 30.0 * scenario.ideal_s, scenario.urls / 100.0)
+
+
+@dataclass
+class Validation:
+    """Per-URL results checked against what the target was told to answer."""
+
+    checked: int = 0
+    wrong: int = 0
+    missing: int = 0
+    duplicate: int = 0
+    unknown: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(text)
+
+    @property
+    def failures(self) -> int:
+        return self.wrong + self.missing + self.duplicate + self.unknown
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "wrong": self.wrong,
+            "missing": self.missing,
+            "duplicate": self.duplicate,
+            "unknown": self.unknown,
+            "examples": self.examples,
+        }
+
+
+# --------------------------------------------------------------------------- service
+
+
+class StatusPoller(threading.Thread):
+    """Polls GET /v1/status every interval until stopped (bounded in count), timing each."""
+
+    def __init__(self, base_url: str, interval_s: float, max_polls: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{base_url}/v1/status"
+        self.interval_s = interval_s
+        self.max_polls = max_polls
+        self.stop_event = threading.Event()
+        self.latencies_ms: list[float] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        with requests.Session() as session:
+            for _ in range(self.max_polls):
+                if self.stop_event.is_set():
+                    return
+                start = time.perf_counter()
+                try:
+                    response = session.get(self.url, timeout=5)
+                    response.content  # noqa: B018 - read the whole body inside the timing
+                    if response.status_code != 200:
+                        self.errors.append(f"HTTP {response.status_code}")
+                except requests.RequestException as exc:
+                    self.errors.append(type(exc).__name__)
+                self.latencies_ms.append((time.perf_counter() - start) * 1000.0)
+                self.stop_event.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=10)
+
+
+def _read_stream(
+    session: requests.Session, url: str, deadline: float
+) -> tuple[list[bytes], list[float]]:
+    """Receive the NDJSON stream, stamping each chunk's arrival; nothing else."""
+    chunks: list[bytes] = []
+    stamps: list[float] = []
+    with session.get(url, stream=True, timeout=(5, 60)) as response:
+        if response.status_code != 200:
+            raise ServiceError(f"GET stream: HTTP {response.status_code}: {response.text[:300]}")
+        for chunk in response.iter_content(chunk_size=STREAM_CHUNK):
+            chunks.append(chunk)
+            stamps.append(time.perf_counter())
+            if stamps[-1] > deadline:
+                raise ServiceError("stream still open at the run's deadline")
+    return chunks, stamps
+
+
+def _parse_stream(
+    chunks: list[bytes], stamps: list[float]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, float | None, dict[str, int]]:
+    """Results, the end line, when the last result arrived, and a count of other line types."""
+    ends: list[int] = []
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        ends.append(total)
+    data = b"".join(chunks)
+    results: list[dict[str, Any]] = []
+    end: dict[str, Any] | None = None
+    last_result_offset = -1
+    other: dict[str, int] = {}
+    offset = 0
+    for line in data.split(b"\n"):
+        line_end = offset + len(line)
+        offset = line_end + 1
+        if not line.strip():
+            continue
+        obj = json.loads(line)
+        kind = obj.get("type")
+        if kind == "result":
+            results.append(obj.get("result") or {})
+            last_result_offset = line_end - 1
+        elif kind == "end":
+            end = obj
+        else:
+            other[str(kind)] = other.get(str(kind), 0) + 1
+    last_time = None
+    if last_result_offset >= 0:
+        last_time = stamps[bisect.bisect_right(ends, last_result_offset)]
+    return results, end, last_time, other
+
+
+def validate_service(
+    urls: list[str], expected: list[Expected], results: list[dict[str, Any]]
+) -> tuple[Validation, list[float]]:
+    """Check each result; return the validation and the reported latencies of /delay URLs."""
+    index = {url: i for i, url in enumerate(urls)}
+    seen = [False] * len(urls)
+    latencies: list[float] = []
+    v = Validation()
+    for result in results:
+        url = result.get("url")
+        i = index.get(url) if isinstance(url, str) else None
+        if i is None:
+            v.unknown += 1
+            v.note(f"result for a URL not submitted: {url!r}")
+            continue
+        if seen[i]:
+            v.duplicate += 1
+            v.note(f"second result for {url}")
+            continue
+        seen[i] = True
+        v.checked += 1
+        problem = check_result(result, expected[i])
+        if problem:
+            v.wrong += 1
+            v.note(f"{url}: {problem}")
+        elif expected[i].delay_ms is not None:
+            latencies.append(float(result["elapsed_ms"]))
+    v.missing = seen.count(False)
+    if v.missing:
+        v.note(f"{v.missing} URLs without a result, e.g. {urls[seen.index(False)]}")
+    return v, latencies
+
+
+def _check_end(end: dict[str, Any] | None, n_urls: int, v: Validation) -> None:
+    if end is None:
+        v.wrong += 1
+        v.note("the stream ended without an end line")
+        return
+    job = end.get("job") or {}
+    if job.get("status") != "done":
+        v.wrong += 1
+        v.note(f"end line: job status {job.get('status')!r}, want 'done'")
+    for key in ("total", "completed"):
+        if key in job and job[key] != n_urls:
+            v.wrong += 1
+            v.note(f"end line: job {key} {job[key]!r}, want {n_urls}")
+
+
+def _nginx_cpu(target: NginxTarget) -> float:
+    if target.process is None:
+        return 0.0
+    pids = [target.process.pid, *child_pids(target.process.pid)]
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def run_service(scenario: Scenario, target: NginxTarget) -> dict[str, Any]:
+    """Fresh service process, submit the job, read the stream to the end, check every result."""
+    urls, expected = build_urls(scenario, target.port, uuid.uuid4().hex[:8])
+    body = json.dumps({"urls": urls, "options": {"timeout_s": 10}}).encode()
+    out: dict[str, Any] = {"ok": False}
+    service = ServiceProcess(workers=scenario.workers, max_connections_per_host=scenario.workers)
+    poller: StatusPoller | None = None
+    try:
+        service.start()
+        out["startup_s"] = service.startup_s
+        deadline_s = job_deadline_s(scenario)
+        with requests.Session() as session:
+            cpu0, nginx_cpu0 = service.cpu_s(), _nginx_cpu(target)
+            driver_cpu0 = time.process_time()
+            out["loadavg_1m"] = os.getloadavg()[0]
+            if scenario.poll_status:
+                poller = StatusPoller(service.base_url, 0.05, int(deadline_s / 0.05) + 1)
+                poller.start()
+            start = time.perf_counter()
+            response = session.post(
+                f"{service.base_url}/v1/jobs",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=(5, deadline_s),
+            )
+            out["submit_s"] = time.perf_counter() - start
+            if response.status_code != 202:
+                raise ServiceError(
+                    f"POST /v1/jobs: HTTP {response.status_code}: {response.text[:500]}"
+                )
+            job_id = response.json()["id"]
+            chunks, stamps = _read_stream(
+                session, f"{service.base_url}/v1/jobs/{job_id}/stream", start + deadline_s
+            )
+            stream_end = time.perf_counter()
+            if poller is not None:
+                poller.stop()
+            out["cpu_s"] = service.cpu_s() - cpu0
+            out["target_cpu_s"] = _nginx_cpu(target) - nginx_cpu0
+            out["driver_cpu_s"] = time.process_time() - driver_cpu0
+            memory = service.memory()
+            out["peak_rss_mb"] = memory.get("VmHWM")
+            out["rss_end_mb"] = memory.get("VmRSS")
+            out["children"] = len(service.children())
+        results, end, last_time, other = _parse_stream(chunks, stamps)
+        out["wall_s"] = (last_time if last_time is not None else stream_end) - start
+        out["stream_close_s"] = stream_end - start
+        out["other_lines"] = other
+        validation, latencies = validate_service(urls, expected, results)
+        _check_end(end, len(urls), validation)
+        out["end"] = (end or {}).get("job")
+        out["validation"] = validation.as_dict()
+        out["reported_p50_ms"] = percentile(latencies, 50)
+        out["reported_p99_ms"] = percentile(latencies, 99)
+        out["reported_max_ms"] = max(latencies) if latencies else None
+        if poller is not None:
+            out["status_polls"] = len(poller.latencies_ms)
+            out["status_errors"] = poller.errors[:MAX_EXAMPLES]
+            out["status_p50_ms"] = percentile(poller.latencies_ms, 50)
+            out["status_p99_ms"] = percentile(poller.latencies_ms, 99)
+            out["status_max_ms"] = max(poller.latencies_ms) if poller.latencies_ms else None
+        out["ok"] = validation.failures == 0 and not (poller and poller.errors)
+    except (ServiceError, requests.RequestException, ValueError, KeyError, OSError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if poller is not None and poller.is_alive():
+            poller.stop()
+        service.stop()
+        out["sigkill"] = service.killed
+        out["exit_code"] = service.exit_code
+        out["stop_s"] = service.stop_s
+        if not out["ok"] or service.killed:
+            out["service_log_tail"] = service.log_tail()
+        service.cleanup()
+    if service.killed:
+        out["ok"] = False
+        out.setdefault("error", "service did not exit within 30 s of SIGTERM (killed)")
+    return out
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def run_baseline(scenario: Scenario, target: NginxTarget) -> dict[str, Any]:
+    """The tutorial's ThreadPoolExecutor + requests.get, in a fresh Python process."""
+    urls, expected = build_urls(scenario, target.port, uuid.uuid4().hex[:8])
+    out: dict[str, Any] = {"ok": False}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(urls, handle)
+        urls_file = Path(handle.name)
+    try:
+        nginx_cpu0 = _nginx_cpu(target)
+        out["loadavg_1m"] = os.getloadavg()[0]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(BASELINE_SCRIPT),
+                "--urls-file",
+                str(urls_file),
+                "--workers",
+                str(scenario.workers),
+                "--timeout",
+                "10",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=job_deadline_s(scenario) + 60,
+        )
+        out["target_cpu_s"] = _nginx_cpu(target) - nginx_cpu0
+        if proc.returncode != 0:
+            out["error"] = f"baseline exited {proc.returncode}: {proc.stderr[-1000:]}"
+            return out
+        data = json.loads(proc.stdout)
+        v = Validation(checked=len(urls))
+        latencies: list[float] = []
+        for i, (status, elapsed, error) in enumerate(
+            zip(data["status"], data["elapsed_ms"], data["error"], strict=True)
+        ):
+            if status != expected[i].status:
+                v.wrong += 1
+                v.note(f"{urls[i]}: status {status!r} ({error}), want {expected[i].status}")
+            elif expected[i].delay_ms is not None and elapsed is not None:
+                latencies.append(elapsed)
+        out.update(
+            wall_s=data["elapsed_s"],
+            cpu_s=data["cpu_s"],
+            peak_rss_mb=data["peak_rss_mb"],
+            validation=v.as_dict(),
+            reported_p50_ms=percentile(latencies, 50),
+            reported_p99_ms=percentile(latencies, 99),
+            reported_max_ms=max(latencies) if latencies else None,
+            ok=v.failures == 0,
+        )
+    except subprocess.TimeoutExpired:
+        out["error"] = "baseline did not finish within its deadline"
+    except (ValueError, KeyError) as exc:
+        out["error"] = f"baseline output unreadable: {type(exc).__name__}: {exc}"
+    finally:
+        urls_file.unlink(missing_ok=True)
+    return out

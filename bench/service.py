@@ -1,0 +1,204 @@
+"""The service under test, started as a user runs it: ``urlhealth serve`` in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import requests
+from target import free_port
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class ServiceError(RuntimeError):
+    """The service could not be started or did not become ready."""
+
+
+def find_urlhealth() -> str:
+    """The console script next to this interpreter (the bench venv), else on PATH."""
+    local = Path(sys.executable).parent / "urlhealth"
+    if local.is_file():
+        return str(local)
+    found = shutil.which("urlhealth")
+    if found is None:
+        raise ServiceError("urlhealth console script not found: run bench/run.sh")
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (all its threads)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        text = handle.read()
+    fields = text[text.rindex(")") + 2 :].split()
+    # After "pid (comm) ": state is field 0, utime field 11, stime field 12.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmHWM (peak RSS) and VmRSS of a process, in MB (MiB)."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(value.split()[0]) / 1024.0
+    return out
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+@dataclass
+class ServiceProcess:
+    """Context manager: ``urlhealth serve`` on a free port with the scenario's settings."""
+
+    workers: int
+    max_connections_per_host: int
+    ready_timeout_s: float = 30.0
+    stop_timeout_s: float = 30.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    killed: bool = False
+    exit_code: int | None = None
+    startup_s: float = 0.0
+    stop_s: float | None = None
+    _log: Path | None = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServiceError("service not started")
+        return self.process.pid
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("URLHEALTH_")}
+        env.update(
+            {
+                "URLHEALTH_WORKERS": str(self.workers),
+                "URLHEALTH_MAX_URLS_PER_JOB": "200000",
+                "URLHEALTH_MAX_QUEUED_CHECKS": "200000",
+                "URLHEALTH_ALLOWED_NETWORKS": "127.0.0.0/8",
+                "URLHEALTH_MAX_CONNECTIONS_PER_HOST": str(self.max_connections_per_host),
+                "URLHEALTH_RETENTION_MAX_JOBS": "10",
+                "URLHEALTH_LOG_LEVEL": "warning",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> ServiceProcess:
+        self._tmp = tempfile.TemporaryDirectory(prefix="urlhealth-bench-svc-")
+        self._log = Path(self._tmp.name) / "service.log"
+        self.port = free_port()
+        cmd = [find_urlhealth(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        started = time.perf_counter()
+        with open(self._log, "wb") as log:
+            # The console script is a Python script with a shebang: exec'd directly, so
+            # the pid is the Python process itself, not a shell.
+            self.process = subprocess.Popen(
+                cmd,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.perf_counter() - started
+        exe = os.path.basename(os.readlink(f"/proc/{self.pid}/exe"))
+        if not exe.startswith("python"):
+            self.stop()
+            raise ServiceError(f"pid {self.pid} is {exe!r}, not the Python service process")
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServiceError(
+                    f"urlhealth serve exited with {self.process.returncode} before ready:\n"
+                    + self.log_tail()
+                )
+            try:
+                if requests.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"GET /readyz not 200 within {self.ready_timeout_s}s:\n" + self.log_tail()
+                )
+            time.sleep(0.05)
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def memory(self) -> dict[str, float]:
+        return memory_mb(self.pid)
+
+    def children(self) -> list[int]:
+        return child_pids(self.pid)
+
+    def stop(self) -> None:
+        """SIGTERM, wait up to stop_timeout_s, then SIGKILL (and note it)."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            started = time.perf_counter()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                proc.kill()
+                proc.wait(timeout=10)
+            self.stop_s = time.perf_counter() - started
+        if proc is not None:
+            self.exit_code = proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self._log is None:
+            return ""
+        try:
+            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
