@@ -7,13 +7,14 @@ the errors have FastAPI's own shape (`loc`, `msg`, `type`) so clients see one fo
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
+import httpx
 from fastapi.exceptions import RequestValidationError
 
 from app.config import Settings
 from app.engine.options import CheckOptions, parse_status_ranges
-from app.engine.urls import dedupe_key, normalize_url
+from app.engine.urls import DedupeKey, dedupe_key, parse_url
 from app.schemas.jobs import CheckOptionsPublic, JobOptions
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -29,24 +30,38 @@ def _error(loc: tuple[str | int, ...], msg: str, value: Any, kind: str) -> dict[
     return {"type": kind, "loc": ("body", *loc), "msg": msg, "input": value}
 
 
-def prepare_urls(urls: list[str], settings: Settings, limit: int) -> tuple[list[str], int]:
-    """Validate and dedupe; returns the URLs to check, in first-seen order, and how many
-    duplicates were dropped."""
+class Targets(NamedTuple):
+    """The URLs to check, in first-seen order, as submitted and as parsed for the fetch."""
+
+    urls: list[str]
+    parsed: list[httpx.URL]
+    keys: list[DedupeKey]
+    duplicates: int
+
+
+def prepare_urls(urls: list[str], settings: Settings, limit: int) -> Targets:
+    """Validate and dedupe, parsing each URL once."""
     if len(urls) > limit:
         msg = f"at most {limit} URLs per request, got {len(urls)}"
         raise RequestValidationError([_error(("urls",), msg, len(urls), "too_many_urls")])
     errors = []
-    unique: dict[tuple[str, str, int | None, bytes], str] = {}
+    unique: dict[DedupeKey, tuple[str, httpx.URL]] = {}
     for index, raw in enumerate(urls):
         try:
-            normalize_url(raw, settings.max_url_length)
+            parsed = parse_url(raw, settings.max_url_length)
         except ValueError as exc:
             errors.append(_error(("urls", index), f"URL {exc!s}", raw, "url_invalid"))
             continue
-        unique.setdefault(dedupe_key(raw), raw)
+        unique.setdefault(dedupe_key(parsed), (raw, parsed))
     if errors:
         raise RequestValidationError(errors)
-    return list(unique.values()), len(urls) - len(unique)
+    firsts = list(unique.values())
+    return Targets(
+        urls=[raw for raw, _ in firsts],
+        parsed=[parsed for _, parsed in firsts],
+        keys=list(unique),
+        duplicates=len(urls) - len(unique),
+    )
 
 
 def resolve_options(

@@ -68,14 +68,17 @@ class Checker:
         self._retry = retry or RetryPolicy()
         self._stopping = stopping or threading.Event()
 
-    def check(self, url: str, options: CheckOptions) -> CheckResult:
-        """Never raises: every failure becomes a result with an error kind."""
+    def check(
+        self, url: str, options: CheckOptions, parsed: httpx.URL | None = None
+    ) -> CheckResult:
+        """Never raises: every failure becomes a result with an error kind. `parsed` is `url`
+        already parsed by httpx, when the caller has it."""
         checked_at = datetime.now(UTC)
         started = time.monotonic()
         attempts: list[Attempt] = []
         waited = 0.0
         while True:
-            attempt = self._attempt(url, options)
+            attempt = self._attempt(url, parsed, options)
             status = attempt.response.status_code if attempt.response is not None else None
             attempts.append(
                 Attempt(
@@ -93,31 +96,37 @@ class Checker:
                 break
         return self._result(url, options, attempt, attempts, checked_at, started)
 
-    def _attempt(self, url: str, options: CheckOptions) -> _Try:
+    def _attempt(self, url: str, parsed: httpx.URL | None, options: CheckOptions) -> _Try:
         seen = _Try()
         started = time.monotonic()
         try:
-            host = httpx.URL(url).host
-            with self._http.lease(host, options.verify_tls) as client:
-                self._fetch(client, url, options, seen, started + options.timeout_s)
+            target = parsed if parsed is not None else httpx.URL(url)
+            with self._http.lease(target.host, options.verify_tls) as lane:
+                self._fetch(lane, target, options, seen, started + options.timeout_s)
         except Exception as exc:  # a target must never crash a worker: everything is a result
             seen.error = classify(exc)
         seen.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
         return seen
 
     def _fetch(
-        self, client: httpx.Client, url: str, options: CheckOptions, seen: _Try, deadline: float
+        self,
+        lane: transport.Lane,
+        url: httpx.URL,
+        options: CheckOptions,
+        seen: _Try,
+        deadline: float,
     ) -> None:
         method: str = options.method
-        current = httpx.URL(url)
+        current = url
         visited = {str(current)}
         keep_body = options.assertions is not None and options.assertions.needs_body
+        headers = self._headers(options)
         while True:
             phases = transport.Phases()
             with transport.check_scope(deadline, phases):
                 sent = time.monotonic()
-                request = client.build_request(method, current, headers=options.headers)
-                response = _send(client, request, phases)
+                request = httpx.Request(method, current, headers=headers)
+                response = _send(lane, request, phases)
                 try:
                     headers_at = time.monotonic()
                     status = response.status_code
@@ -143,6 +152,17 @@ class Checker:
                 finally:
                     # Closing an unread body drops that connection instead of draining it.
                     response.close()
+
+    def _headers(self, options: CheckOptions) -> dict[str, str]:
+        if not options.headers:
+            return self._http.default_headers
+        merged = {
+            name: value
+            for name, value in self._http.default_headers.items()
+            if name.lower() not in {key.lower() for key in options.headers}
+        }
+        merged.update(options.headers)
+        return merged
 
     @staticmethod
     def _add_hop_time(
@@ -248,17 +268,17 @@ class Checker:
         return evaluate(options.assertions, observed)
 
 
-def _send(client: httpx.Client, request: httpx.Request, phases: transport.Phases) -> httpx.Response:
+def _send(lane: transport.Lane, request: httpx.Request, phases: transport.Phases) -> httpx.Response:
     """Send; if a kept-alive connection turns out dead before any answer, send once more on a
     fresh one, as browsers do for idempotent requests. The server closing an idle connection
     just as it is reused is a race of keep-alive timeouts, not a fault of the target."""
     try:
-        return client.send(request, stream=True)
+        return lane.send(request)
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
         reused = phases.connect == 0.0
         if not reused or (isinstance(exc, httpx.RemoteProtocolError) and not _no_answer(exc)):
             raise
-    return client.send(request, stream=True)
+    return lane.send(request)
 
 
 def _no_answer(exc: httpx.RemoteProtocolError) -> bool:

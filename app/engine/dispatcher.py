@@ -51,7 +51,7 @@ class _Check:
     job_id: str | None
     index: int
     url: str
-    host: str
+    parsed: httpx.URL
     options: CheckOptions
     future: Future[CheckResult]
 
@@ -72,16 +72,15 @@ class Dispatcher:
         self._max_queued = max_queued
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
         self._lock = threading.Lock()
-        # Future state changes race between a canceller and a starting worker; this lock makes
-        # "cancel + notify waiters" and "start" atomic. Nothing else is done under it.
-        self._transitions = threading.Lock()
         self._gate: HostGate[_Check] = HostGate(max_per_host, min_host_interval_s)
         self._accepting = True
         self._pending = 0  # accepted and not finished: waiting for a host, queued, or running
         self._running = 0
+        self._handed = 0  # submitted to the pool, not yet picked up by a worker
         self._checked = 0
         self._jobs: dict[str, list[_Check]] = {}
         self._sync: set[_Check] = set()
+        self._started: set[str] = set()  # jobs whose first check has started
         self._interrupting = False
         self._drained = threading.Event()
         self._drained.set()
@@ -115,25 +114,31 @@ class Dispatcher:
         options: CheckOptions,
         public_options: CheckOptionsPublic,
         duplicates_removed: int = 0,
+        parsed: Sequence[httpx.URL] | None = None,
     ) -> JobHeader:
+        """Accept a job and return at once; its checks are scheduled by its gatherer thread,
+        so the caller (an API request) is not held while thousands are handed out."""
         self._admit(len(urls))
         header = self._store.create_job(urls, public_options, duplicates_removed)
-        checks = self._checks(header.id, urls, options)
+        checks = self._checks(header.id, urls, options, parsed)
         with self._lock:
             self._jobs[header.id] = checks
-        threading.Thread(
-            target=self._gather,
-            args=(header.id, checks),
-            name=f"gather-{header.id[:8]}",
-            daemon=True,
-        ).start()
-        self._schedule(checks)
+        gatherer = threading.Thread(
+            target=self._gather, args=(header.id, checks), name=f"gather-{header.id[:8]}"
+        )
+        gatherer.daemon = True
+        gatherer.start()
         return header
 
-    def check_now(self, urls: Sequence[str], options: CheckOptions) -> list[Future[CheckResult]]:
+    def check_now(
+        self,
+        urls: Sequence[str],
+        options: CheckOptions,
+        parsed: Sequence[httpx.URL] | None = None,
+    ) -> list[Future[CheckResult]]:
         """Checks outside any job (the synchronous API); the caller waits on the futures."""
         self._admit(len(urls))
-        checks = self._checks(None, urls, options)
+        checks = self._checks(None, urls, options, parsed)
         with self._lock:
             self._sync.update(checks)
         for check in checks:
@@ -147,32 +152,43 @@ class Dispatcher:
         self._release(1, checked=0 if future.cancelled() else 1)
 
     @staticmethod
-    def _checks(job_id: str | None, urls: Sequence[str], options: CheckOptions) -> list[_Check]:
+    def _checks(
+        job_id: str | None,
+        urls: Sequence[str],
+        options: CheckOptions,
+        parsed: Sequence[httpx.URL] | None,
+    ) -> list[_Check]:
+        urls_parsed = parsed if parsed is not None else [httpx.URL(url) for url in urls]
         return [
-            _Check(job_id, index, url, httpx.URL(url).host, options, Future())
-            for index, url in enumerate(urls)
+            _Check(job_id, index, url, url_parsed, options, Future())
+            for index, (url, url_parsed) in enumerate(zip(urls, urls_parsed, strict=True))
         ]
 
     # --- scheduling -----------------------------------------------------------------------
     def _schedule(self, checks: list[_Check]) -> None:
         now = time.monotonic()
         with self._lock:
-            runnable = [check for check in checks if self._gate.admit(check.host, check, now)]
+            gate = self._gate
+            runnable = [check for check in checks if gate.admit(check.parsed.host, check, now)]
         for check in runnable:
             self._submit(check)
         if self._pacer is not None and len(runnable) < len(checks):
             self._pacer_wake.set()
 
     def _submit(self, check: _Check) -> None:
+        with self._lock:
+            self._handed += 1
         try:
             self._executor.submit(self._run, check)
         except RuntimeError:  # the pool closed under work admitted just before
+            with self._lock:
+                self._handed -= 1
             self._abandon(check)
 
     def _abandon(self, check: _Check) -> None:
         """End a check that can no longer run, as cancelled, and free what it held."""
         self._finish_slot(check)
-        if not self._cancel(check.future):
+        if not check.future.cancel():
             return
         if check.job_id is None:
             return  # the synchronous caller sees the cancelled future; its callback releases
@@ -181,32 +197,55 @@ class Dispatcher:
         result = unfinished_result(check.url, ErrorKind.CANCELLED, _SHUT_DOWN_FIRST)
         self._store.record(check.job_id, check.index, result)
 
-    def _run(self, check: _Check) -> None:
-        try:
-            if not self._start(check.future):
-                return  # cancelled while it waited
-            with self._lock:
-                self._running += 1
+    def _run(self, first: _Check) -> None:
+        """A worker's task: run the check, then, while its host has checks waiting and no
+        other work waits for a worker, go on with them in the slot it holds. Handing each
+        one back to the pool would cost a submit per check for the same outcome."""
+        with self._lock:
+            self._handed -= 1
+        check: _Check | None = first
+        while check is not None:
             try:
-                if check.job_id is not None:
-                    self._store.mark_started(check.job_id)
-                result = self._checker.check(check.url, check.options)
-                if self._interrupting and not result.ok:
-                    # Its connection was aborted at shutdown: the target is not to blame.
-                    result = unfinished_result(check.url, ErrorKind.INTERRUPTED, _INTERRUPTED)
-            except Exception as exc:  # Checker.check never raises; this guards a bug
-                message = f"check crashed: {type(exc).__name__}: {exc}"
-                result = unfinished_result(check.url, ErrorKind.INTERNAL, message)
+                self._run_one(check)
             finally:
-                with self._lock:
-                    self._running -= 1
-            check.future.set_result(result)
-        finally:
-            self._finish_slot(check)
+                check = self._next_in_slot(check)
+
+    def _run_one(self, check: _Check) -> None:
+        # A cancelled future becomes CANCELLED_AND_NOTIFIED here, which wakes as_completed.
+        if not check.future.set_running_or_notify_cancel():
+            return
+        with self._lock:
+            self._running += 1
+        try:
+            if check.job_id is not None and check.job_id not in self._started:
+                self._started.add(check.job_id)  # a racing duplicate call is harmless
+                self._store.mark_started(check.job_id)
+            result = self._checker.check(check.url, check.options, check.parsed)
+            if self._interrupting and not result.ok:
+                # Its connection was aborted at shutdown: the target is not to blame.
+                result = unfinished_result(check.url, ErrorKind.INTERRUPTED, _INTERRUPTED)
+        except Exception as exc:  # Checker.check never raises; this guards a bug
+            message = f"check crashed: {type(exc).__name__}: {exc}"
+            result = unfinished_result(check.url, ErrorKind.INTERNAL, message)
+        with self._lock:
+            self._running -= 1
+        check.future.set_result(result)
+
+    def _next_in_slot(self, check: _Check) -> _Check | None:
+        with self._lock:
+            successor = self._gate.release(check.parsed.host, time.monotonic())
+            inline = successor is not None and self._handed == 0 and self._accepting
+        if inline:
+            return successor
+        if successor is not None:
+            self._submit(successor)
+        elif self._pacer is not None:
+            self._pacer_wake.set()
+        return None
 
     def _finish_slot(self, check: _Check) -> None:
         with self._lock:
-            successor = self._gate.release(check.host, time.monotonic())
+            successor = self._gate.release(check.parsed.host, time.monotonic())
         if successor is not None:
             self._submit(successor)
         elif self._pacer is not None:
@@ -224,18 +263,8 @@ class Dispatcher:
             self._pacer_wake.wait(timeout)
             self._pacer_wake.clear()
 
-    def _start(self, future: Future[CheckResult]) -> bool:
-        with self._transitions:
-            return not future.cancelled() and future.set_running_or_notify_cancel()
-
-    def _cancel(self, future: Future[CheckResult]) -> bool:
-        with self._transitions:
-            if not future.cancel():
-                return False
-            future.set_running_or_notify_cancel()  # wakes as_completed for this future
-            return True
-
     def _gather(self, job_id: str, checks: list[_Check]) -> None:
+        self._schedule(checks)
         by_future = {check.future: check for check in checks}
         try:
             for future in as_completed(by_future):
@@ -248,6 +277,7 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._jobs.pop(job_id, None)
+            self._started.discard(job_id)
 
     # --- cancelling and stopping ----------------------------------------------------------
     def cancel(self, job_id: str) -> JobHeader:
@@ -261,7 +291,9 @@ class Dispatcher:
     ) -> None:
         with self._lock:
             checks = list(self._jobs.get(job_id, ()))
-        cancelled = [check for check in checks if self._cancel(check.future)]
+        # A check parked or queued becomes CANCELLED; it wakes as_completed when its turn
+        # comes and it is skipped (see _run_one), by which time its result is recorded here.
+        cancelled = [check for check in checks if check.future.cancel()]
         if not cancelled:
             return
         self._release(len(cancelled))
@@ -282,7 +314,7 @@ class Dispatcher:
         with self._lock:
             sync = list(self._sync)
         for check in sync:
-            self._cancel(check.future)  # the waiting caller reports it as cancelled
+            check.future.cancel()  # the waiting caller reports it as cancelled
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until no accepted check is unfinished; False if `timeout` passed first."""

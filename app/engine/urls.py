@@ -10,6 +10,12 @@ SCHEMES = frozenset({"http", "https"})
 
 def normalize_url(raw: str, max_length: int) -> str:
     """Return the URL as httpx will fetch it, or raise ValueError saying why it is refused."""
+    return str(parse_url(raw, max_length))
+
+
+def parse_url(raw: str, max_length: int) -> httpx.URL:
+    """The URL parsed as the fetch will use it (parsed once, then passed along), or
+    ValueError saying why it is refused."""
     if len(raw) > max_length:
         raise ValueError(f"longer than {max_length} characters ({len(raw)})")
     if not raw:
@@ -30,11 +36,14 @@ def normalize_url(raw: str, max_length: int) -> str:
         raise ValueError("must not contain user:password credentials")
     if url.port is not None and not 1 <= url.port <= 65535:
         raise ValueError(f"port {url.port} is outside 1-65535")
-    return str(url)
+    return url
 
 
-def dedupe_key(url: str) -> tuple[str, str, int | None, bytes]:
+DedupeKey = tuple[str, str, int, bytes]
+
+
+def dedupe_key(url: str | httpx.URL) -> DedupeKey:
     """Two spellings of one resource (`http://a.com` and `HTTP://A.com:80/`) share a key."""
-    parsed = httpx.URL(url)
+    parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return parsed.scheme, parsed.host, port, parsed.raw_path

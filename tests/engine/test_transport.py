@@ -165,9 +165,9 @@ def test_idle_clients_are_bounded_and_the_least_recent_is_closed() -> None:
         pass
     # Returned in the order c, b, a: the least recently returned (c) is evicted.
     assert http.idle_clients() == 2
-    assert c.is_closed
-    assert not a.is_closed
-    assert not b.is_closed
+    assert c.closed
+    assert not a.closed
+    assert not b.closed
     http.close()
 
 
@@ -176,7 +176,7 @@ def test_close_closes_idle_clients_and_any_returned_later(http: HttpLayer) -> No
         pass
     with http.lease("b.test", True) as busy:
         http.close()
-        assert idle.is_closed
-        assert not busy.is_closed
-    assert busy.is_closed
+        assert idle.closed
+        assert not busy.closed
+    assert busy.closed
     assert http.idle_clients() == 0

@@ -31,13 +31,14 @@ _QUEUE_ALLOWANCE_S = 5.0
 )
 async def check(body: CheckRequest, services: ServicesDep) -> CheckResponse:
     settings = services.settings
-    urls, _ = prepare_urls(body.urls, settings, settings.max_sync_urls)
+    targets = prepare_urls(body.urls, settings, settings.max_sync_urls)
     options, _public = resolve_options(body.options, settings)
-    futures = services.dispatcher.check_now(urls, options)
+    futures = services.dispatcher.check_now(targets.urls, options, parsed=targets.parsed)
     waiting = [asyncio.wrap_future(future) for future in futures]
     await asyncio.wait(waiting, timeout=options.timeout_s + _QUEUE_ALLOWANCE_S)
     finals = {
-        dedupe_key(url): _final(url, future) for url, future in zip(urls, waiting, strict=True)
+        key: _final(url, future)
+        for key, url, future in zip(targets.keys, targets.urls, waiting, strict=True)
     }
     # One result per submitted URL, in request order; a duplicate shares its twin's check.
     results = []

@@ -34,9 +34,11 @@ Offset = Annotated[int, Query(ge=0, description="Index of the first item to retu
 def create_job(body: JobCreate, services: ServicesDep, response: Response) -> JobHeader:
     # A plain def: validating a large job runs on a worker thread, not on the event loop.
     settings = services.settings
-    urls, duplicates = prepare_urls(body.urls, settings, settings.max_urls_per_job)
+    targets = prepare_urls(body.urls, settings, settings.max_urls_per_job)
     options, public = resolve_options(body.options, settings)
-    header = services.dispatcher.submit_job(urls, options, public, duplicates)
+    header = services.dispatcher.submit_job(
+        targets.urls, options, public, targets.duplicates, parsed=targets.parsed
+    )
     response.headers["Location"] = f"/v1/jobs/{header.id}"
     return header
 
