@@ -72,11 +72,10 @@ class Dispatcher:
         self._max_queued = max_queued
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
         self._lock = threading.Lock()
-        self._gate: HostGate[_Check] = HostGate(max_per_host, min_host_interval_s)
+        self._gate: HostGate[_Check] = HostGate(max_per_host, workers, min_host_interval_s)
         self._accepting = True
-        self._pending = 0  # accepted and not finished: waiting for a host, queued, or running
         self._running = 0
-        self._handed = 0  # submitted to the pool, not yet picked up by a worker
+        self._pending = 0  # accepted and not finished: waiting for a host, queued, or running
         self._checked = 0
         self._jobs: dict[str, list[_Check]] = {}
         self._sync: set[_Check] = set()
@@ -176,13 +175,9 @@ class Dispatcher:
             self._pacer_wake.set()
 
     def _submit(self, check: _Check) -> None:
-        with self._lock:
-            self._handed += 1
         try:
             self._executor.submit(self._run, check)
         except RuntimeError:  # the pool closed under work admitted just before
-            with self._lock:
-                self._handed -= 1
             self._abandon(check)
 
     def _abandon(self, check: _Check) -> None:
@@ -198,22 +193,23 @@ class Dispatcher:
         self._store.record(check.job_id, check.index, result)
 
     def _run(self, first: _Check) -> None:
-        """A worker's task: run the check, then, while its host has checks waiting and no
-        other work waits for a worker, go on with them in the slot it holds. Handing each
-        one back to the pool would cost a submit per check for the same outcome."""
-        with self._lock:
-            self._handed -= 1
+        """A worker's task: run the check, then whichever check the gate lets start in its
+        place, and so on. The gate admits no more checks than there are workers, so nothing
+        else can be waiting for this worker; handing each check back through the pool's
+        queue would cost a submit per check for the same outcome."""
         check: _Check | None = first
         while check is not None:
+            ran = False
             try:
-                self._run_one(check)
+                ran = self._run_one(check)
             finally:
-                check = self._next_in_slot(check)
+                check = self._next_in_slot(check, ran)
 
-    def _run_one(self, check: _Check) -> None:
+    def _run_one(self, check: _Check) -> bool:
+        """Run `check` unless it was cancelled; True if it ran."""
         # A cancelled future becomes CANCELLED_AND_NOTIFIED here, which wakes as_completed.
         if not check.future.set_running_or_notify_cancel():
-            return
+            return False
         with self._lock:
             self._running += 1
         try:
@@ -227,21 +223,16 @@ class Dispatcher:
         except Exception as exc:  # Checker.check never raises; this guards a bug
             message = f"check crashed: {type(exc).__name__}: {exc}"
             result = unfinished_result(check.url, ErrorKind.INTERNAL, message)
-        with self._lock:
-            self._running -= 1
         check.future.set_result(result)
+        return True
 
-    def _next_in_slot(self, check: _Check) -> _Check | None:
+    def _next_in_slot(self, check: _Check, ran: bool) -> _Check | None:
         with self._lock:
+            self._running -= ran
             successor = self._gate.release(check.parsed.host, time.monotonic())
-            inline = successor is not None and self._handed == 0 and self._accepting
-        if inline:
-            return successor
-        if successor is not None:
-            self._submit(successor)
-        elif self._pacer is not None:
+        if successor is None and self._pacer is not None:
             self._pacer_wake.set()
-        return None
+        return successor
 
     def _finish_slot(self, check: _Check) -> None:
         with self._lock:

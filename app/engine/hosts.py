@@ -1,80 +1,68 @@
-"""Per-host politeness: at most K checks of one host at a time, and optional spacing between
-their starts, across all jobs.
+"""Who runs next: at most K checks of one host at a time and optional spacing between their
+starts (politeness), and at most W checks in all, W being the pool's workers (so every check
+handed to the pool finds a worker at once).
 
-A check that must wait is parked here, not in a worker thread: the pool only ever runs checks
-that may start, so a thousand URLs of one site never starve other hosts of workers. This class
-is bookkeeping only; its caller serialises access with its own lock.
+A check that must wait is parked here, not in a worker thread. When a check ends, its worker
+asks for the next one, taken round-robin over the hosts that may start one now: the same worker
+goes on with it, so in steady state no check goes back through the pool's queue. A thousand URLs
+of one site neither hammer it nor starve other hosts. This class is bookkeeping only; its
+caller serialises access with its own lock.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class HostGate(Generic[T]):
-    def __init__(self, max_per_host: int, min_interval_s: float = 0.0) -> None:
+    def __init__(self, max_per_host: int, max_total: int, min_interval_s: float = 0.0) -> None:
         self.max_per_host = max_per_host
+        self.max_total = max_total
         self.min_interval_s = min_interval_s
+        self._total = 0
         self._active: dict[str, int] = {}
         self._waiting: dict[str, deque[T]] = {}
+        # Hosts with waiting items that may start one as soon as a worker is free, in
+        # round-robin order (an ordered set: rotation and removal are O(1)).
+        self._ready: OrderedDict[str, None] = OrderedDict()
         self._not_before: dict[str, float] = {}
-
-    def _may_start(self, host: str, now: float) -> bool:
-        return (
-            self._active.get(host, 0) < self.max_per_host and self._not_before.get(host, 0.0) <= now
-        )
-
-    def _start(self, host: str, now: float) -> None:
-        self._active[host] = self._active.get(host, 0) + 1
-        if self.min_interval_s > 0:
-            self._not_before[host] = now + self.min_interval_s
 
     def admit(self, host: str, item: T, now: float) -> bool:
         """True: `item` may run now and holds a slot. False: it waits its turn here."""
-        if host not in self._waiting and self._may_start(host, now):
+        if self._total < self.max_total and host not in self._waiting and self._free(host, now):
             self._start(host, now)
             return True
         self._waiting.setdefault(host, deque()).append(item)
+        self._update(host, now)
         return False
 
     def release(self, host: str, now: float) -> T | None:
-        """Free a slot of `host`; returns the next item of that host that may start now."""
+        """Free a slot of `host`; returns the item that may start in its place, if any."""
+        self._total -= 1
         left = self._active[host] - 1
         if left:
             self._active[host] = left
         else:
             del self._active[host]
-        return self._next(host, now)
-
-    def _next(self, host: str, now: float) -> T | None:
-        queue = self._waiting.get(host)
-        if queue is None or not self._may_start(host, now):
-            if queue is None and host not in self._active:
-                self._forget_spacing(host, now)
-            return None
-        item = queue.popleft()
-        if not queue:
-            del self._waiting[host]
-        self._start(host, now)
-        return item
-
-    def _forget_spacing(self, host: str, now: float) -> None:
-        if self._not_before.get(host, now) <= now:
-            self._not_before.pop(host, None)
+            if host not in self._waiting and self._not_before.get(host, now) <= now:
+                self._not_before.pop(host, None)
+        self._update(host, now)
+        return self._next(now)
 
     def due(self, now: float) -> list[T]:
-        """Waiting items whose spacing has elapsed (only spacing can make a free slot wait)."""
-        ready = []
+        """Items that may start now that spacing has elapsed for their hosts."""
         for host in list(self._waiting):
-            while (item := self._next(host, now)) is not None:
-                ready.append(item)
+            self._update(host, now)
+        ready = []
+        while (item := self._next(now)) is not None:
+            ready.append(item)
         return ready
 
     def next_wakeup(self) -> float | None:
-        """When the earliest spaced-out waiting item may start, if any is waiting on spacing."""
+        """When the earliest host that waits only on its spacing may start again."""
         times = [
             self._not_before[host]
             for host in self._waiting
@@ -87,3 +75,36 @@ class HostGate(Generic[T]):
 
     def waiting(self) -> int:
         return sum(len(queue) for queue in self._waiting.values())
+
+    # --- internals ----------------------------------------------------------------------
+    def _free(self, host: str, now: float) -> bool:
+        return (
+            self._active.get(host, 0) < self.max_per_host
+            and self._not_before.get(host, 0.0) <= now
+        )
+
+    def _start(self, host: str, now: float) -> None:
+        self._total += 1
+        self._active[host] = self._active.get(host, 0) + 1
+        if self.min_interval_s > 0:
+            self._not_before[host] = now + self.min_interval_s
+
+    def _update(self, host: str, now: float) -> None:
+        """Keep `host` in the ready ring exactly while it has waiting items it may start."""
+        if host in self._waiting and self._free(host, now):
+            self._ready.setdefault(host)
+        else:
+            self._ready.pop(host, None)
+
+    def _next(self, now: float) -> T | None:
+        if self._total >= self.max_total or not self._ready:
+            return None
+        host = next(iter(self._ready))
+        queue = self._waiting[host]
+        item = queue.popleft()
+        if not queue:
+            del self._waiting[host]
+        self._start(host, now)
+        self._ready.pop(host)
+        self._update(host, now)  # back at the end of the ring, if it may start another
+        return item

@@ -237,12 +237,16 @@ class CheckBackend(httpcore.NetworkBackend):
 
 
 class _OwnedConnections(httpcore.ConnectionInterface):
-    """Stands in for httpcore's ConnectionPool inside a leased client.
+    """Stands in for httpcore's ConnectionPool inside a lane.
 
-    A lease is used by one check at a time, so this needs none of the pool's locks, events
+    A lane is used by one check at a time, so this needs none of the pool's locks, events
     and queue scans (a third of a check's CPU in profiles): one httpcore connection per
-    origin, kept alive for the next check of the host, replaced when it has expired or the
-    server closed it. A check's redirects may add origins; the oldest beyond a few is closed.
+    origin, kept alive for the next check of the host. A connection idle longer than the
+    keep-alive expiry is replaced; one the server closed sooner is not probed with poll()
+    before each request (one syscall, and one GIL hand-off, per check with hundreds of
+    threads): the request fails at once instead and is sent again on a fresh connection
+    (see checker._send). A check's redirects may add origins; the oldest beyond a few is
+    closed.
     """
 
     MAX_ORIGINS = 4
@@ -254,13 +258,15 @@ class _OwnedConnections(httpcore.ConnectionInterface):
         self._backend = backend
         self._keepalive_expiry = keepalive_expiry
         self._connections: dict[tuple[bytes, bytes, int], httpcore.HTTPConnection] = {}
+        self._last_used: dict[tuple[bytes, bytes, int], float] = {}
 
     def handle_request(self, request: httpcore.Request) -> httpcore.Response:
         origin = request.url.origin
         key = (origin.scheme, origin.host, origin.port)  # Origin itself is not hashable
+        now = time.monotonic()
         connection = self._connections.pop(key, None)
         if connection is not None and not (
-            connection.is_available() and not connection.has_expired()
+            connection.is_available() and now - self._last_used[key] < self._keepalive_expiry
         ):
             connection.close()
             connection = None
@@ -272,13 +278,16 @@ class _OwnedConnections(httpcore.ConnectionInterface):
                 network_backend=self._backend,
             )
         self._connections[key] = connection  # most recent last
+        self._last_used[key] = now
         if len(self._connections) > self.MAX_ORIGINS:
             oldest = next(iter(self._connections))
             self._connections.pop(oldest).close()
+            del self._last_used[oldest]
         return connection.handle_request(request)
 
     def close(self) -> None:
         connections, self._connections = list(self._connections.values()), {}
+        self._last_used = {}
         for connection in connections:
             connection.close()
 
