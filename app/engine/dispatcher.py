@@ -282,11 +282,10 @@ class Dispatcher:
     ) -> None:
         with self._lock:
             checks = list(self._jobs.get(job_id, ()))
-        # A check parked or queued becomes CANCELLED; it wakes as_completed when its turn
-        # comes and it is skipped (see _run_one), by which time its result is recorded here.
         cancelled = [check for check in checks if check.future.cancel()]
         if not cancelled:
             return
+        self._purge_cancelled()
         self._release(len(cancelled))
         if interrupting:  # before the records that may complete the job
             self._store.mark_interrupted(job_id)
@@ -306,6 +305,16 @@ class Dispatcher:
             sync = list(self._sync)
         for check in sync:
             check.future.cancel()  # the waiting caller reports it as cancelled
+        self._purge_cancelled()
+
+    def _purge_cancelled(self) -> None:
+        """Take cancelled checks out of the gate, so they hold no host's turn or spacing,
+        and wake as_completed for them. A cancelled check already handed to the pool is
+        skipped when a worker takes it (see _run_one)."""
+        with self._lock:
+            purged = self._gate.purge(lambda check: check.future.cancelled())
+        for check in purged:
+            check.future.set_running_or_notify_cancel()  # CANCELLED -> ..._AND_NOTIFIED
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until no accepted check is unfinished; False if `timeout` passed first."""

@@ -11,16 +11,20 @@ caller serialises access with its own lock.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class HostGate(Generic[T]):
-    def __init__(self, max_per_host: int, max_total: int, min_interval_s: float = 0.0) -> None:
+    def __init__(
+        self, max_per_host: int, max_total: int | None = None, min_interval_s: float = 0.0
+    ) -> None:
         self.max_per_host = max_per_host
-        self.max_total = max_total
+        self.max_total = max_total if max_total is not None else sys.maxsize
         self.min_interval_s = min_interval_s
         self._total = 0
         self._active: dict[str, int] = {}
@@ -47,19 +51,34 @@ class HostGate(Generic[T]):
             self._active[host] = left
         else:
             del self._active[host]
-            if host not in self._waiting and self._not_before.get(host, now) <= now:
-                self._not_before.pop(host, None)
+        self._prune(now)
         self._update(host, now)
         return self._next(now)
 
     def due(self, now: float) -> list[T]:
         """Items that may start now that spacing has elapsed for their hosts."""
+        self._prune(now)
         for host in list(self._waiting):
             self._update(host, now)
         ready = []
         while (item := self._next(now)) is not None:
             ready.append(item)
         return ready
+
+    def purge(self, dead: Callable[[T], bool]) -> list[T]:
+        """Remove the waiting items `dead` selects; returns them."""
+        removed: list[T] = []
+        for host in list(self._waiting):
+            queue = self._waiting[host]
+            kept: deque[T] = deque()
+            for item in queue:
+                (removed if dead(item) else kept).append(item)
+            if kept:
+                self._waiting[host] = kept
+            else:
+                del self._waiting[host]
+                self._ready.pop(host, None)
+        return removed
 
     def next_wakeup(self) -> float | None:
         """When the earliest host that waits only on its spacing may start again."""
@@ -79,15 +98,25 @@ class HostGate(Generic[T]):
     # --- internals ----------------------------------------------------------------------
     def _free(self, host: str, now: float) -> bool:
         return (
-            self._active.get(host, 0) < self.max_per_host
-            and self._not_before.get(host, 0.0) <= now
+            self._active.get(host, 0) < self.max_per_host and self._not_before.get(host, 0.0) <= now
         )
 
     def _start(self, host: str, now: float) -> None:
         self._total += 1
         self._active[host] = self._active.get(host, 0) + 1
         if self.min_interval_s > 0:
+            # Re-inserted, so the dict stays ordered by time and _prune can stop early.
+            self._not_before.pop(host, None)
             self._not_before[host] = now + self.min_interval_s
+
+    def _prune(self, now: float) -> None:
+        # A spacing time in the past means what no entry means; drop them, oldest first, so
+        # hosts checked once are not remembered forever.
+        while self._not_before:
+            host, at = next(iter(self._not_before.items()))
+            if at > now:
+                break
+            del self._not_before[host]
 
     def _update(self, host: str, now: float) -> None:
         """Keep `host` in the ready ring exactly while it has waiting items it may start."""
