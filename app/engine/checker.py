@@ -46,6 +46,7 @@ class _Try:
     body: bytes | None = None
     bytes_read: int = 0
     truncated: bool = False
+    body_cut: bool = False  # the body the assertions see is incomplete (raw or decoded)
     remote_ip: str | None = None
     tls: TlsInfo | None = None
     final: Timings | None = None
@@ -136,7 +137,8 @@ class Checker:
                         continue
                     # Only GET and HEAD are sent, so no redirect code changes the method.
                     if options.follow_redirects and status in REDIRECT_CODES:
-                        self._add_hop_time(seen, phases, sent, headers_at, headers_at)
+                        _drain_small(response)
+                        self._add_hop_time(seen, phases, sent, headers_at, time.monotonic())
                         current = _next_hop(response, seen.hops, visited, options.max_redirects)
                         continue
                     # Before the body: reading it to the end may close the connection.
@@ -242,7 +244,7 @@ class Checker:
             http_version=response.http_version if response is not None else None,
             remote_ip=attempt.remote_ip,
             timings_ms=attempt.final,
-            timings_all_hops_ms=attempt.all_hops if attempt.hops else attempt.final,
+            timings_all_hops_ms=attempt.all_hops if attempt.final is not None else None,
             tls=attempt.tls,
             failed_assertions=failed,
             attempts=attempts,
@@ -260,7 +262,7 @@ class Checker:
             status_code=response.status_code,
             headers=response.headers,
             body=attempt.body,
-            body_truncated=attempt.truncated,
+            body_truncated=attempt.truncated or attempt.body_cut,
             latency_ms=attempt.elapsed_ms,
             content_type=response.headers.get("Content-Type"),
             days_left=attempt.tls.days_left if attempt.tls is not None else None,
@@ -318,6 +320,19 @@ def _next_hop(
     return target
 
 
+REDIRECT_BODY_LIMIT = 16_384
+
+
+def _drain_small(response: httpx.Response) -> None:
+    """Read a redirect's body if it is small, so its connection stays usable for the next
+    hop; a large one is left unread and its connection dropped on close."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > REDIRECT_BODY_LIMIT:
+            return
+
+
 def _read_body(response: httpx.Response, cap: int, keep: bool, seen: _Try) -> None:
     """Read the raw (still compressed) body up to `cap` bytes: a gzip bomb costs at most that."""
     read = 0
@@ -334,22 +349,28 @@ def _read_body(response: httpx.Response, cap: int, keep: bool, seen: _Try) -> No
     if keep:
         body = b"".join(kept)[:cap]
         encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        seen.body = _decoded(body, encoding, cap) if encoding in _ZLIB_WBITS else body
+        if encoding in _ZLIB_WBITS:
+            body, cut = _decoded(body, encoding, cap)
+            seen.body_cut = seen.truncated or cut
+        seen.body = body
 
 
 # gzip and zlib-wrapped deflate; raw deflate is what some servers send as "deflate".
 _ZLIB_WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 47}
 
 
-def _decoded(body: bytes, encoding: str, cap: int) -> bytes:
+def _decoded(body: bytes, encoding: str, cap: int) -> tuple[bytes, bool]:
     """Undo a Content-Encoding for the assertions, producing at most `cap` bytes, so a
-    compression bomb costs no more than the cap (we ask for identity; not all servers obey)."""
+    compression bomb costs no more than the cap (we ask for identity; not all servers obey).
+    Also says whether the decoded body went on past the cap."""
     for wbits in (_ZLIB_WBITS[encoding], -15):
+        decoder = zlib.decompressobj(wbits)
         try:
-            return zlib.decompressobj(wbits).decompress(body, cap)
+            decoded = decoder.decompress(body, cap)
         except zlib.error:
             continue
-    return body
+        return decoded, bool(decoder.unconsumed_tail)
+    return body, False
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -109,7 +109,7 @@ class JobSummary(BaseModel):
     down: int = Field(0, description="Checks that ended unhealthy (not degraded).")
     errors: dict[str, int] = Field(
         default_factory=dict,
-        description="Unhealthy checks counted by error kind.",
+        description="Checks that were not ok, degraded ones included, counted by error kind.",
         examples=[{"timeout": 2}],
     )
 

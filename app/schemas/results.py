@@ -172,7 +172,7 @@ class CheckResult(BaseModel):
         default_factory=list, description="Every assertion that failed, with what was seen."
     )
     attempts: list[Attempt] = Field(
-        default_factory=list, description="Every try, when the job allows retries."
+        default_factory=list, description="Every try: one, or more when the job allows retries."
     )
     checked_at: datetime = Field(description="When the check started (UTC).")
     error: CheckError | None = Field(None, description="Why the check is not ok; null when ok.")

@@ -35,7 +35,10 @@ async def check(body: CheckRequest, services: ServicesDep) -> CheckResponse:
     options, _public = resolve_options(body.options, settings)
     futures = services.dispatcher.check_now(targets.urls, options, parsed=targets.parsed)
     waiting = [asyncio.wrap_future(future) for future in futures]
-    await asyncio.wait(waiting, timeout=options.timeout_s + _QUEUE_ALLOWANCE_S)
+    # Each attempt has its own deadline, and retries wait between attempts.
+    longest = (options.retries + 1) * options.timeout_s
+    longest += options.retries * settings.retry_max_delay_s
+    await asyncio.wait(waiting, timeout=longest + _QUEUE_ALLOWANCE_S)
     finals = {
         key: _final(url, future)
         for key, url, future in zip(targets.keys, targets.urls, waiting, strict=True)
