@@ -393,7 +393,12 @@ def test_cancel_ends_queued_checks_cancelled_and_lets_the_running_one_finish(
     assert final["completed"] == final["total"] == 5
     kinds = {r["url"]: r["error"]["kind"] for r in final["results"]}
     assert kinds == {hanging: "timeout", **dict.fromkeys(queued, "cancelled")}
-    assert final["summary"] == {"up": 0, "degraded": 0, "down": 5, "errors": {"timeout": 1, "cancelled": 4}}
+    assert final["summary"] == {
+        "up": 0,
+        "degraded": 0,
+        "down": 5,
+        "errors": {"timeout": 1, "cancelled": 4},
+    }
 
 
 def test_cancelling_a_finished_job_leaves_it_done(
