@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 
@@ -23,7 +24,7 @@ from app.engine.hosts import HostGate
 from app.engine.options import CheckOptions
 from app.schemas.jobs import CheckOptionsPublic, JobHeader
 from app.schemas.results import CheckResult, ErrorKind
-from app.store.base import JobNotFound, ResultsStore
+from app.store.base import JobNotFound, ResultsStore, StoredResult
 
 
 class DispatchError(Exception):
@@ -51,9 +52,12 @@ class _Check:
     job_id: str | None
     index: int
     url: str
-    parsed: httpx.URL
+    host: str
+    parsed: httpx.URL | None  # dropped once run: a job's checks live as long as the job
     options: CheckOptions
-    future: Future[CheckResult]
+    # A job's check ends as the StoredResult the store keeps (encoded by the worker, so
+    # the job holds its JSON only); a synchronous check ends as the CheckResult itself.
+    future: Future[CheckResult | StoredResult]
 
 
 class Dispatcher:
@@ -143,9 +147,9 @@ class Dispatcher:
         for check in checks:
             check.future.add_done_callback(functools.partial(self._sync_done, check))
         self._schedule(checks)
-        return [check.future for check in checks]
+        return [cast("Future[CheckResult]", check.future) for check in checks]
 
-    def _sync_done(self, check: _Check, future: Future[CheckResult]) -> None:
+    def _sync_done(self, check: _Check, future: Future[CheckResult | StoredResult]) -> None:
         with self._lock:
             self._sync.discard(check)
         self._release(1, checked=0 if future.cancelled() else 1)
@@ -159,7 +163,7 @@ class Dispatcher:
     ) -> list[_Check]:
         urls_parsed = parsed if parsed is not None else [httpx.URL(url) for url in urls]
         return [
-            _Check(job_id, index, url, url_parsed, options, Future())
+            _Check(job_id, index, url, url_parsed.host, url_parsed, options, Future())
             for index, (url, url_parsed) in enumerate(zip(urls, urls_parsed, strict=True))
         ]
 
@@ -168,7 +172,7 @@ class Dispatcher:
         now = time.monotonic()
         with self._lock:
             gate = self._gate
-            runnable = [check for check in checks if gate.admit(check.parsed.host, check, now)]
+            runnable = [check for check in checks if gate.admit(check.host, check, now)]
         for check in runnable:
             self._submit(check)
         if self._pacer is not None and len(runnable) < len(checks):
@@ -223,20 +227,21 @@ class Dispatcher:
         except Exception as exc:  # Checker.check never raises; this guards a bug
             message = f"check crashed: {type(exc).__name__}: {exc}"
             result = unfinished_result(check.url, ErrorKind.INTERNAL, message)
-        check.future.set_result(result)
+        check.parsed = None
+        check.future.set_result(result if check.job_id is None else StoredResult.of(result))
         return True
 
     def _next_in_slot(self, check: _Check, ran: bool) -> _Check | None:
         with self._lock:
             self._running -= ran
-            successor = self._gate.release(check.parsed.host, time.monotonic())
+            successor = self._gate.release(check.host, time.monotonic())
         if successor is None and self._pacer is not None:
             self._pacer_wake.set()
         return successor
 
     def _finish_slot(self, check: _Check) -> None:
         with self._lock:
-            successor = self._gate.release(check.parsed.host, time.monotonic())
+            successor = self._gate.release(check.host, time.monotonic())
         if successor is not None:
             self._submit(successor)
         elif self._pacer is not None:

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
 from app.schemas.results import CheckResult
 
 Unsubscribe = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A result as the store keeps it: its JSON, and the few fields the job summary counts.
+    A fraction of the memory of the model, and streamed without being encoded again."""
+
+    json: bytes
+    ok: bool
+    degraded: bool
+    error_kind: str | None
+
+    @classmethod
+    def of(cls, result: CheckResult) -> StoredResult:
+        return cls(
+            json=result.model_dump_json().encode(),
+            ok=result.ok,
+            degraded=result.outcome == "degraded",
+            error_kind=result.error.kind.value if result.error is not None else None,
+        )
 
 
 class JobNotFound(LookupError):
@@ -24,7 +45,7 @@ class ResultsStore(Protocol):
     def mark_started(self, job_id: str) -> None:
         """The first check of the job has started: queued becomes running."""
 
-    def record(self, job_id: str, index: int, result: CheckResult) -> bool:
+    def record(self, job_id: str, index: int, result: CheckResult | StoredResult) -> bool:
         """Keep check `index`'s result. First writer wins: False if it already had one."""
 
     def request_cancel(self, job_id: str) -> JobHeader:
@@ -45,8 +66,9 @@ class ResultsStore(Protocol):
     def page(self, job_id: str, offset: int, limit: int) -> JobPublic:
         """The job with results[offset:offset+limit] in completion order; raises JobNotFound."""
 
-    def results_since(self, job_id: str, start: int) -> tuple[list[CheckResult], JobHeader]:
-        """Results from index `start` on, and the job as it was when they were copied."""
+    def results_since(self, job_id: str, start: int) -> tuple[list[bytes], JobHeader]:
+        """Results from index `start` on, each as its JSON, and the job as it was when they
+        were copied."""
 
     def list_jobs(self, offset: int, limit: int) -> tuple[list[JobHeader], int]:
         """Jobs newest first, and how many are kept."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus, JobSummary
 from app.schemas.results import CheckResult
-from app.store.base import JobNotFound, Unsubscribe
+from app.store.base import JobNotFound, StoredResult, Unsubscribe
 
 
 @dataclass(slots=True, eq=False)
@@ -26,7 +26,7 @@ class _Job:
     status: JobStatus = JobStatus.QUEUED
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    results: list[CheckResult] = field(default_factory=list)
+    results: list[bytes] = field(default_factory=list)  # JSON, in completion order
     recorded: bytearray = field(default_factory=bytearray)
     up: int = 0
     degraded: int = 0
@@ -99,22 +99,24 @@ class MemoryStore:
         for callback in subscribers:
             callback()
 
-    def record(self, job_id: str, index: int, result: CheckResult) -> bool:
+    def record(self, job_id: str, index: int, result: CheckResult | StoredResult) -> bool:
+        # Encoded outside the lock (the dispatcher encodes in its workers already).
+        stored = result if isinstance(result, StoredResult) else StoredResult.of(result)
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.recorded[index]:
                 return False
             job.recorded[index] = 1
-            job.results.append(result)
-            if result.ok:
+            job.results.append(stored.json)
+            if stored.ok:
                 job.up += 1
             else:
-                if result.outcome == "degraded":
+                if stored.degraded:
                     job.degraded += 1
                 else:
                     job.down += 1
-                if result.error is not None:
-                    kind = result.error.kind.value
+                if stored.error_kind is not None:
+                    kind = stored.error_kind
                     job.errors[kind] = job.errors.get(kind, 0) + 1
             if len(job.results) == len(job.urls):
                 self._finish_locked(job)
@@ -191,11 +193,12 @@ class MemoryStore:
         with self._lock:
             job = self._get_locked(job_id)
             fields = job.copy_header_fields()
-            results = job.results[offset : offset + limit]
+            encoded = job.results[offset : offset + limit]
         header = _header(fields)
+        results = [CheckResult.model_validate_json(data) for data in encoded]
         return JobPublic(**dict(header), results=results, offset=offset, limit=limit)
 
-    def results_since(self, job_id: str, start: int) -> tuple[list[CheckResult], JobHeader]:
+    def results_since(self, job_id: str, start: int) -> tuple[list[bytes], JobHeader]:
         with self._lock:
             job = self._get_locked(job_id)
             results = job.results[start:]

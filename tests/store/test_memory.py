@@ -197,20 +197,24 @@ def test_results_are_kept_in_completion_order_and_paged_by_offset_and_limit() ->
     assert s.page(job_id, 4, 10).results[0].url == job_urls[2]
 
 
-def test_results_since_returns_the_rest_and_the_header_at_that_moment() -> None:
+def _urls_of(encoded: list[bytes]) -> list[str]:
+    return [CheckResult.model_validate_json(data).url for data in encoded]
+
+
+def test_results_since_returns_the_rest_as_json_and_the_header_at_that_moment() -> None:
     s = store()
     job_urls = urls(4)
     job_id = new_job(s, job_urls)
     s.record(job_id, 2, up(job_urls[2]))
     s.record(job_id, 0, up(job_urls[0]))
     results, header = s.results_since(job_id, 1)
-    assert [r.url for r in results] == [job_urls[0]]
+    assert _urls_of(results) == [job_urls[0]]
     assert header.completed == 2
     assert not header.status.final
     s.record(job_id, 1, up(job_urls[1]))
     s.record(job_id, 3, up(job_urls[3]))
     results, header = s.results_since(job_id, 2)
-    assert [r.url for r in results] == [job_urls[1], job_urls[3]]
+    assert _urls_of(results) == [job_urls[1], job_urls[3]]
     assert header.status is JobStatus.DONE
 
 
