@@ -75,7 +75,6 @@ class Checker:
         """Never raises: every failure becomes a result with an error kind. `parsed` is `url`
         already parsed by httpx, when the caller has it."""
         checked_at = datetime.now(UTC)
-        started = time.monotonic()
         attempts: list[Attempt] = []
         waited = 0.0
         while True:
@@ -95,7 +94,7 @@ class Checker:
             waited = self._backoff(len(attempts), attempt.response)
             if self._stopping.wait(waited):
                 break
-        return self._result(url, options, attempt, attempts, checked_at, started)
+        return self._result(url, options, attempt, attempts, checked_at)
 
     def _attempt(self, url: str, parsed: httpx.URL | None, options: CheckOptions) -> _Try:
         seen = _Try()
@@ -106,7 +105,10 @@ class Checker:
                 self._fetch(lane, target, options, seen, started + options.timeout_s)
         except Exception as exc:  # a target must never crash a worker: everything is a result
             seen.error = classify(exc)
-        seen.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+        if seen.final is not None:  # answered: the network's time, not this thread's
+            seen.elapsed_ms = seen.all_hops.total
+        else:
+            seen.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
         return seen
 
     def _fetch(
@@ -125,7 +127,6 @@ class Checker:
         while True:
             phases = transport.Phases()
             with transport.check_scope(deadline, phases):
-                sent = time.monotonic()
                 request = httpx.Request(method, current, headers=headers)
                 response = _send(lane, request, phases)
                 try:
@@ -133,12 +134,12 @@ class Checker:
                     status = response.status_code
                     if method == "HEAD" and status in HEAD_UNSUPPORTED:
                         method = "GET"
-                        self._add_hop_time(seen, phases, sent, headers_at, headers_at)
+                        self._add_hop_time(seen, phases, headers_at, headers_at)
                         continue
                     # Only GET and HEAD are sent, so no redirect code changes the method.
                     if options.follow_redirects and status in REDIRECT_CODES:
                         _drain_small(response)
-                        self._add_hop_time(seen, phases, sent, headers_at, time.monotonic())
+                        self._add_hop_time(seen, phases, headers_at, time.monotonic())
                         current = _next_hop(response, seen.hops, visited, options.max_redirects)
                         continue
                     # Before the body: reading it to the end may close the connection.
@@ -149,7 +150,7 @@ class Checker:
                     if method != "HEAD":
                         _read_body(response, options.max_body_bytes, keep_body, seen)
                     done_at = time.monotonic()
-                    seen.final = self._add_hop_time(seen, phases, sent, headers_at, done_at)
+                    seen.final = self._add_hop_time(seen, phases, headers_at, done_at)
                     return
                 finally:
                     # Closing an unread body drops that connection instead of draining it.
@@ -168,16 +169,23 @@ class Checker:
 
     @staticmethod
     def _add_hop_time(
-        seen: _Try, phases: transport.Phases, sent: float, headers_at: float, done_at: float
+        seen: _Try, phases: transport.Phases, headers_at: float, done_at: float
     ) -> Timings:
+        """One hop's phases. The answer's times are its bytes' arrival (see Phases), with
+        this thread's clock as the fallback; the request's is just before it was sent."""
+        first = phases.first_byte if phases.first_byte is not None else headers_at
+        last = phases.last_byte if phases.last_byte is not None else done_at
+        sent = phases.sent if phases.sent is not None else first
         setup = phases.dns + phases.connect + phases.tls
+        ttfb = max(0.0, first - sent)
+        transfer = max(0.0, last - first)
         hop = Timings(
             dns=_ms(phases.dns),
             connect=_ms(phases.connect),
             tls=_ms(phases.tls),
-            ttfb=_ms(max(0.0, headers_at - sent - setup)),
-            transfer=_ms(done_at - headers_at),
-            total=_ms(done_at - sent),
+            ttfb=_ms(ttfb),
+            transfer=_ms(transfer),
+            total=_ms(setup + ttfb + transfer),
         )
         total = seen.all_hops
         seen.all_hops = Timings(
@@ -212,9 +220,8 @@ class Checker:
         attempt: _Try,
         attempts: list[Attempt],
         checked_at: datetime,
-        started: float,
     ) -> CheckResult:
-        elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+        elapsed_ms = round(sum(a.elapsed_ms + a.waited_ms for a in attempts), 3)
         response = attempt.response
         failed: list[FailedAssertion] = []
         error = attempt.error

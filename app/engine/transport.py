@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -45,11 +47,26 @@ _local = threading.local()
 
 @dataclass(slots=True)
 class Phases:
-    """Connection-setup time of one request, written by the backend (seconds)."""
+    """What the connection layer saw of one request: setup durations (seconds), and when
+    the request was sent and its first and last answer bytes arrived (monotonic seconds).
+
+    Arrival times come from the kernel's receive timestamps where it gives them (plain
+    TCP on Linux), not from when a worker thread got round to reading: with hundreds of
+    threads sharing the GIL, a reader can wait many milliseconds for its turn, and a
+    checker that counted that wait would report latencies the target never had.
+    """
 
     dns: float = 0.0
     connect: float = 0.0
     tls: float = 0.0
+    sent: float | None = None
+    first_byte: float | None = None
+    last_byte: float | None = None
+
+    def arrived(self, at: float) -> None:
+        if self.first_byte is None:
+            self.first_byte = at
+        self.last_byte = at
 
 
 @contextmanager
@@ -108,6 +125,34 @@ class _Sockets:
         return len(victims)
 
 
+# Linux's SO_TIMESTAMPNS (not exported by Python's socket module): each recvmsg() carries
+# the arrival time of the data it returns, as a struct timespec of CLOCK_REALTIME.
+_SO_TIMESTAMPNS = 35
+_STAMP_SPACE = socket.CMSG_SPACE(16)
+
+
+def _enable_timestamps(sock: socket.socket) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The data's arrival as a monotonic time (now, if the kernel gave no timestamp)."""
+    now = time.monotonic()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            # Realtime to monotonic; a clock step between the two reads is not worth guarding.
+            at: float = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+            return min(at, now)
+    return now
+
+
 def _shutdown(sock: socket.socket) -> None:
     # shutdown(), unlike close(), wakes a thread blocked in recv() on the same socket.
     with contextlib.suppress(OSError):  # already closed
@@ -123,17 +168,40 @@ class CheckStream(httpcore.NetworkStream):
         sock: socket.socket,
         sockets: _Sockets,
         peer: tuple[str, int],
+        stamped: bool = False,
     ) -> None:
         self._inner = inner
         self._sock = sock
         self._sockets = sockets
         self._peer = peer  # known at connect: no getpeername() per check
+        # Plain TCP reads go through recvmsg() for their kernel timestamp; TLS reads must go
+        # through the SSL object, so they are timed when the worker gets to them.
+        self._stamped = stamped
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _remaining(httpcore.ReadTimeout, timeout))
+        limit = _remaining(httpcore.ReadTimeout, timeout)
+        if not self._stamped:
+            data = self._inner.read(max_bytes, limit)
+            if data:
+                _phases().arrived(time.monotonic())
+            return data
+        try:
+            self._sock.settimeout(limit)
+            data, ancillary, _, _ = self._sock.recvmsg(max_bytes, _STAMP_SPACE)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore.ReadError(exc) from exc
+        if data:
+            _phases().arrived(_arrival(ancillary))
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _remaining(httpcore.WriteTimeout, timeout))
+        limit = _remaining(httpcore.WriteTimeout, timeout)
+        phases = _phases()
+        if phases.sent is None:
+            phases.sent = time.monotonic()  # taken holding the GIL, just before the send
+        self._inner.write(buffer, limit)
 
     def close(self) -> None:
         self._sockets.discard(self._sock)
@@ -202,7 +270,8 @@ class CheckBackend(httpcore.NetworkBackend):
             phases.connect += time.monotonic() - started
         sock: socket.socket = inner.get_extra_info("socket")
         self.sockets.add(sock)
-        return CheckStream(inner, sock, self.sockets, (str(address), port))
+        stamped = _enable_timestamps(sock)
+        return CheckStream(inner, sock, self.sockets, (str(address), port), stamped)
 
     def _connect_first(
         self,

@@ -108,7 +108,7 @@ class Attempt(BaseModel):
     attempt: int = Field(description="1 for the first try.")
     status_code: int | None = Field(None, description="The status this try got, if any.")
     error: CheckError | None = Field(None, description="Why this try failed, if it did.")
-    elapsed_ms: float = Field(description="Wall time of this try.")
+    elapsed_ms: float = Field(description="This try's time, measured as for the result.")
     waited_ms: float = Field(0.0, description="Backoff slept before this attempt.")
 
 
@@ -149,7 +149,12 @@ class CheckResult(BaseModel):
     status_code: int | None = Field(None, description="Final HTTP status, if any answer came.")
     reason: str | None = Field(None, description="Final reason phrase.", examples=["OK"])
     elapsed_ms: float | None = Field(
-        None, description="Wall time of the whole check, all hops, in milliseconds."
+        None,
+        description="Milliseconds the check took: every attempt's connection setup, request "
+        "and answer over all hops, plus retry backoff. When the target answered, answer times "
+        "are its bytes' arrival as the kernel stamped them (plain HTTP on Linux), so a busy "
+        "checker does not report latency the target never had; a check that failed counts "
+        "wall time up to the failure.",
     )
     final_url: str | None = Field(None, description="The URL that gave the final answer.")
     redirects: list[RedirectHop] = Field(
