@@ -200,8 +200,23 @@ class CheckStream(httpcore.NetworkStream):
         limit = _remaining(httpcore.WriteTimeout, timeout)
         phases = _phases()
         if phases.sent is None:
-            phases.sent = time.monotonic()  # taken holding the GIL, just before the send
-        self._inner.write(buffer, limit)
+            phases.sent = time.monotonic()
+            if self._stamped and buffer:
+                # A send on a socket with a timeout polls first, releasing the GIL, and may
+                # wait for it again before the data leaves: the request would go out later
+                # than `sent` says. A non-blocking send goes out now; any rest is sent below.
+                buffer = buffer[self._send_now(buffer) :]
+        if buffer:
+            self._inner.write(buffer, limit)
+
+    def _send_now(self, buffer: bytes) -> int:
+        try:
+            self._sock.settimeout(0.0)
+            return self._sock.send(buffer)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise httpcore.WriteError(exc) from exc
 
     def close(self) -> None:
         self._sockets.discard(self._sock)
