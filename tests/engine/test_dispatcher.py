@@ -3,107 +3,20 @@ order, admission limits, cancellation and the shutdown steps."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import pytest
 
-from app.engine.checker import Checker
-from app.engine.dispatcher import Dispatcher, Overloaded, ShuttingDown
+from app.engine.dispatcher import Overloaded, ShuttingDown
 from app.engine.options import CheckOptions
-from app.engine.transport import HttpLayer
-from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobStatus
-from app.schemas.results import CheckResult, ErrorKind
-from app.store.memory import MemoryStore
-from tests.support.engine import make_http
+from app.schemas.jobs import JobStatus
+from app.schemas.results import ErrorKind
+from tests.support.engine import Engine, wait_until
 from tests.support.servers import RawServer, ThreadedUvicorn
 
 OPTIONS = CheckOptions(timeout_s=30)
-
-
-def public(options: CheckOptions) -> CheckOptionsPublic:
-    return CheckOptionsPublic(
-        method=options.method,
-        timeout_s=options.timeout_s,
-        follow_redirects=options.follow_redirects,
-        max_redirects=options.max_redirects,
-        expected_status=",".join(f"{lo}-{hi}" for lo, hi in options.expected_status),
-        headers=dict(options.headers),
-        verify_tls=options.verify_tls,
-        max_body_bytes=options.max_body_bytes,
-    )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Poll `predicate` every 20 ms for at most `timeout` seconds."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return predicate()
-
-
-@dataclass
-class Engine:
-    store: MemoryStore
-    http: HttpLayer
-    dispatcher: Dispatcher
-
-    def submit(self, urls: Sequence[str], options: CheckOptions = OPTIONS) -> JobHeader:
-        return self.dispatcher.submit_job(urls, options, public(options))
-
-    def wait_final(self, job_id: str, timeout: float = 15.0) -> JobHeader:
-        assert wait_until(lambda: self.store.header(job_id).status.final, timeout), (
-            f"job {job_id} did not finish within {timeout} s"
-        )
-        return self.store.header(job_id)
-
-    def results(self, job_id: str) -> list[CheckResult]:
-        return self.store.page(job_id, 0, 10_000).results
-
-    def by_url(self, job_id: str) -> dict[str, CheckResult]:
-        return {result.url: result for result in self.results(job_id)}
-
-
-@pytest.fixture
-def engine_factory() -> Iterator[Callable[..., Engine]]:
-    built: list[Engine] = []
-
-    def build(workers: int = 4, max_queued: int = 1000) -> Engine:
-        store = MemoryStore(max_jobs=100, max_age_s=3600)
-        http = make_http()
-        dispatcher = Dispatcher(store, Checker(http), workers=workers, max_queued=max_queued)
-        engine = Engine(store, http, dispatcher)
-        built.append(engine)
-        return engine
-
-    yield build
-    for engine in built:
-        engine.dispatcher.close()
-        engine.http.abort_in_flight()
-        engine.http.close()
-
-
-@pytest.fixture
-def hanging() -> Iterator[tuple[RawServer, threading.Event]]:
-    """Reads the request, says so, and never answers (until the test ends)."""
-    stop = threading.Event()
-    got_request = threading.Event()
-
-    def handler(conn: socket.socket) -> None:
-        if conn.recv(65536):
-            got_request.set()
-        stop.wait(60)
-
-    server = RawServer(handler)
-    yield server, got_request
-    stop.set()
-    server.stop()
 
 
 # --- parallelism and order ------------------------------------------------------------------
@@ -285,9 +198,9 @@ def test_wait_drained_is_true_at_once_when_idle(engine_factory: Callable[..., En
 def test_shutdown_steps_cancel_queued_interrupt_running_and_end_the_job_interrupted(
     engine_factory: Callable[..., Engine],
     target: ThreadedUvicorn,
-    hanging: tuple[RawServer, threading.Event],
+    hang_after_request: tuple[RawServer, threading.Event],
 ) -> None:
-    server, got_request = hanging
+    server, got_request = hang_after_request
     engine = engine_factory(workers=1)
     stuck = f"{server.url}/"
     queued = [f"{target.url}/status/200?n={n}" for n in range(3)]

@@ -8,47 +8,17 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from app.engine.checker import Checker
-from app.engine.dispatcher import Dispatcher
 from app.engine.options import CheckOptions
-from app.engine.transport import HttpLayer
-from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobStatus
-from app.schemas.results import CheckResult
-from app.store.memory import MemoryStore
-from tests.support.engine import make_http
+from app.schemas.jobs import JobHeader, JobStatus
+from tests.support.engine import Engine, wait_until
 from tests.support.servers import RawServer
 
 OPTIONS = CheckOptions(timeout_s=30)
 HOLD_S = 0.2
-
-
-def public(options: CheckOptions) -> CheckOptionsPublic:
-    return CheckOptionsPublic(
-        method=options.method,
-        timeout_s=options.timeout_s,
-        follow_redirects=options.follow_redirects,
-        max_redirects=options.max_redirects,
-        expected_status="200-399",
-        headers=dict(options.headers),
-        verify_tls=options.verify_tls,
-        max_body_bytes=options.max_body_bytes,
-    )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Poll `predicate` every 20 ms for at most `timeout` seconds."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return predicate()
 
 
 # --- a target that counts what it sees ------------------------------------------------------
@@ -170,58 +140,6 @@ def targets() -> Iterator[Callable[..., CountingTarget]]:
     yield start
     for target in started:
         target.stop()
-
-
-# --- the engine -----------------------------------------------------------------------------
-
-
-@dataclass
-class Engine:
-    store: MemoryStore
-    http: HttpLayer
-    dispatcher: Dispatcher
-
-    def submit(self, urls: Sequence[str], options: CheckOptions = OPTIONS) -> JobHeader:
-        return self.dispatcher.submit_job(urls, options, public(options))
-
-    def wait_final(self, job_id: str, timeout: float = 20.0) -> JobHeader:
-        assert wait_until(lambda: self.store.header(job_id).status.final, timeout), (
-            f"job {job_id} did not finish within {timeout} s"
-        )
-        return self.store.header(job_id)
-
-    def results(self, job_id: str) -> list[CheckResult]:
-        """In the order they were recorded, which is the order the checks finished."""
-        return self.store.page(job_id, 0, 10_000).results
-
-    def recorded(self, job_id: str) -> int:
-        return self.store.header(job_id).completed
-
-
-@pytest.fixture
-def engine_factory() -> Iterator[Callable[..., Engine]]:
-    built: list[Engine] = []
-
-    def build(workers: int, max_per_host: int, min_host_interval_s: float = 0.0) -> Engine:
-        store = MemoryStore(max_jobs=100, max_age_s=3600)
-        http = make_http()
-        dispatcher = Dispatcher(
-            store,
-            Checker(http),
-            workers=workers,
-            max_queued=1000,
-            max_per_host=max_per_host,
-            min_host_interval_s=min_host_interval_s,
-        )
-        engine = Engine(store, http, dispatcher)
-        built.append(engine)
-        return engine
-
-    yield build
-    for engine in built:
-        engine.dispatcher.close()
-        engine.http.abort_in_flight()
-        engine.http.close()
 
 
 def assert_all_up(engine: Engine, *jobs: JobHeader) -> None:

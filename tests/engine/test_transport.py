@@ -79,23 +79,6 @@ def test_deadline_clips_reads_from_a_server_that_trickles_forever(
     assert elapsed >= 1.4  # it did wait for the deadline, not fail early
 
 
-@pytest.fixture
-def hang_after_request() -> Iterator[tuple[RawServer, threading.Event]]:
-    """Reads the request, says so, and never answers."""
-    stop = threading.Event()
-    got_request = threading.Event()
-
-    def handler(conn: socket.socket) -> None:
-        if conn.recv(65536):
-            got_request.set()
-        stop.wait(60)
-
-    server = RawServer(handler)
-    yield server, got_request
-    stop.set()
-    server.stop()
-
-
 def run_in_thread(fn: Callable[[], CheckResult]) -> tuple[threading.Thread, list[CheckResult]]:
     out: list[CheckResult] = []
     thread = threading.Thread(target=lambda: out.append(fn()), daemon=True)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from app.engine.dispatcher import Dispatcher
+from app.engine.options import CheckOptions
 from app.engine.policy import DestinationPolicy, parse_networks
 from app.engine.resolver import Resolver, SystemResolver
 from app.engine.transport import HttpLayer
+from app.schemas.jobs import CheckOptionsPublic, JobHeader
+from app.schemas.results import CheckResult
+from app.store.memory import MemoryStore
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
@@ -28,3 +37,62 @@ def make_http(
         ca_bundle=ca_bundle,
         max_idle_clients=max_idle_clients,
     )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll `predicate` every 20 ms for at most `timeout` seconds."""
+    pause = threading.Event()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        pause.wait(0.02)
+    return predicate()
+
+
+def public(options: CheckOptions) -> CheckOptionsPublic:
+    return CheckOptionsPublic(
+        method=options.method,
+        timeout_s=options.timeout_s,
+        follow_redirects=options.follow_redirects,
+        max_redirects=options.max_redirects,
+        expected_status=",".join(f"{lo}-{hi}" for lo, hi in options.expected_status),
+        headers=dict(options.headers),
+        verify_tls=options.verify_tls,
+        max_body_bytes=options.max_body_bytes,
+    )
+
+
+@dataclass
+class Engine:
+    """A store, an HTTP layer and a dispatcher wired as the service wires them."""
+
+    store: MemoryStore
+    http: HttpLayer
+    dispatcher: Dispatcher
+    options: CheckOptions
+
+    def submit(self, urls: Sequence[str], options: CheckOptions | None = None) -> JobHeader:
+        chosen = options or self.options
+        return self.dispatcher.submit_job(urls, chosen, public(chosen))
+
+    def wait_final(self, job_id: str, timeout: float = 20.0) -> JobHeader:
+        assert wait_until(lambda: self.store.header(job_id).status.final, timeout), (
+            f"job {job_id} did not finish within {timeout} s"
+        )
+        return self.store.header(job_id)
+
+    def results(self, job_id: str) -> list[CheckResult]:
+        """In the order they were recorded, which is the order the checks finished."""
+        return self.store.page(job_id, 0, 10_000).results
+
+    def by_url(self, job_id: str) -> dict[str, CheckResult]:
+        return {result.url: result for result in self.results(job_id)}
+
+    def recorded(self, job_id: str) -> int:
+        return self.store.header(job_id).completed
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        self.http.abort_in_flight()
+        self.http.close()
