@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -14,9 +13,9 @@ from typing import Literal
 
 import httpx
 
-from app.engine import transport
+from app.engine import answers, network, transport
 from app.engine.assertions import Observed, evaluate, outcome
-from app.engine.failures import CheckFailure, classify
+from app.engine.failures import classify
 from app.engine.options import CheckOptions, RetryPolicy
 from app.engine.tlsinfo import tls_info
 from app.schemas.assertions import FailedAssertion
@@ -125,8 +124,8 @@ class Checker:
         keep_body = options.assertions is not None and options.assertions.needs_body
         headers = self._headers(options)
         while True:
-            phases = transport.Phases()
-            with transport.check_scope(deadline, phases):
+            phases = network.Phases()
+            with network.check_scope(deadline, phases):
                 request = httpx.Request(method, current, headers=headers)
                 response = _send(lane, request, phases)
                 try:
@@ -138,9 +137,11 @@ class Checker:
                         continue
                     # Only GET and HEAD are sent, so no redirect code changes the method.
                     if options.follow_redirects and status in REDIRECT_CODES:
-                        _drain_small(response)
+                        answers.drain_small(response)
                         self._add_hop_time(seen, phases, headers_at, time.monotonic())
-                        current = _next_hop(response, seen.hops, visited, options.max_redirects)
+                        current = answers.next_hop(
+                            response, seen.hops, visited, options.max_redirects
+                        )
                         continue
                     # Before the body: reading it to the end may close the connection.
                     stream = response.extensions.get("network_stream")
@@ -148,7 +149,9 @@ class Checker:
                     seen.tls = tls_info(stream, verified=options.verify_tls)
                     seen.response = response
                     if method != "HEAD":
-                        _read_body(response, options.max_body_bytes, keep_body, seen)
+                        body = answers.read_body(response, options.max_body_bytes, keep_body)
+                        seen.bytes_read, seen.truncated = body.bytes_read, body.truncated
+                        seen.body, seen.body_cut = body.kept, body.cut
                     done_at = time.monotonic()
                     seen.final = self._add_hop_time(seen, phases, headers_at, done_at)
                     return
@@ -169,7 +172,7 @@ class Checker:
 
     @staticmethod
     def _add_hop_time(
-        seen: _Try, phases: transport.Phases, headers_at: float, done_at: float
+        seen: _Try, phases: network.Phases, headers_at: float, done_at: float
     ) -> Timings:
         """One hop's phases. The answer's times are its bytes' arrival (see Phases), with
         this thread's clock as the fallback; the request's is just before it was sent."""
@@ -277,7 +280,7 @@ class Checker:
         return evaluate(options.assertions, observed)
 
 
-def _send(lane: transport.Lane, request: httpx.Request, phases: transport.Phases) -> httpx.Response:
+def _send(lane: transport.Lane, request: httpx.Request, phases: network.Phases) -> httpx.Response:
     """Send; if a kept-alive connection turns out dead before any answer, send once more on a
     fresh one, as browsers do for idempotent requests. The server closing an idle connection
     just as it is reused is a race of keep-alive timeouts, not a fault of the target."""
@@ -303,81 +306,6 @@ def _remote_ip(stream: object) -> str | None:
         return None
     address = stream.get_extra_info("server_addr")  # type: ignore[attr-defined]
     return str(address[0]) if address else None
-
-
-def _next_hop(
-    response: httpx.Response, hops: list[RedirectHop], visited: set[str], limit: int
-) -> httpx.URL:
-    location = response.headers.get("Location")
-    here = str(response.url)
-    if not location:
-        raise CheckFailure(ErrorKind.INVALID_REDIRECT, f"{response.status_code} without Location")
-    try:
-        target = response.url.join(location)
-    except (httpx.InvalidURL, UnicodeError) as exc:
-        raise CheckFailure(ErrorKind.INVALID_REDIRECT, f"bad Location {location!r}: {exc}") from exc
-    if target.scheme not in ("http", "https") or not target.host:
-        raise CheckFailure(ErrorKind.INVALID_REDIRECT, f"Location {location!r} is not http(s)")
-    hops.append(RedirectHop(url=here, status_code=response.status_code, location=str(target)))
-    if str(target) in visited:
-        raise CheckFailure(ErrorKind.REDIRECT_LOOP, f"{here} redirects back to {target}")
-    if len(hops) > limit:
-        raise CheckFailure(ErrorKind.TOO_MANY_REDIRECTS, f"more than {limit} redirects")
-    visited.add(str(target))
-    return target
-
-
-REDIRECT_BODY_LIMIT = 16_384
-
-
-def _drain_small(response: httpx.Response) -> None:
-    """Read a redirect's body if it is small, so its connection stays usable for the next
-    hop; a large one is left unread and its connection dropped on close."""
-    read = 0
-    for chunk in response.iter_raw():
-        read += len(chunk)
-        if read > REDIRECT_BODY_LIMIT:
-            return
-
-
-def _read_body(response: httpx.Response, cap: int, keep: bool, seen: _Try) -> None:
-    """Read the raw (still compressed) body up to `cap` bytes: a gzip bomb costs at most that."""
-    read = 0
-    kept: list[bytes] = []
-    for chunk in response.iter_raw():
-        read += len(chunk)
-        if keep:
-            kept.append(chunk)
-        if read > cap:
-            seen.truncated = True
-            read = cap
-            break
-    seen.bytes_read = read
-    if keep:
-        body = b"".join(kept)[:cap]
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if encoding in _ZLIB_WBITS:
-            body, cut = _decoded(body, encoding, cap)
-            seen.body_cut = seen.truncated or cut
-        seen.body = body
-
-
-# gzip and zlib-wrapped deflate; raw deflate is what some servers send as "deflate".
-_ZLIB_WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 47}
-
-
-def _decoded(body: bytes, encoding: str, cap: int) -> tuple[bytes, bool]:
-    """Undo a Content-Encoding for the assertions, producing at most `cap` bytes, so a
-    compression bomb costs no more than the cap (we ask for identity; not all servers obey).
-    Also says whether the decoded body went on past the cap."""
-    for wbits in (_ZLIB_WBITS[encoding], -15):
-        decoder = zlib.decompressobj(wbits)
-        try:
-            decoded = decoder.decompress(body, cap)
-        except zlib.error:
-            continue
-        return decoded, bool(decoder.unconsumed_tail)
-    return body, False
 
 
 def _retry_after_s(value: str | None) -> float | None:

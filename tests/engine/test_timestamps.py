@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.engine import transport
+from app.engine import network
 from tests.support.engine import make_http
 from tests.support.servers import RawServer
 
@@ -37,8 +37,8 @@ def test_answer_time_is_when_the_bytes_arrived_not_when_the_worker_read_them(
     server: RawServer,
 ) -> None:
     http = make_http()
-    phases = transport.Phases()
-    with transport.check_scope(time.monotonic() + 10, phases):
+    phases = network.Phases()
+    with network.check_scope(time.monotonic() + 10, phases):
         stream = http.backend.connect_tcp("127.0.0.1", server.port, timeout=5)
         try:
             stream.write(b"ping")
@@ -59,5 +59,5 @@ def test_answer_time_is_when_the_bytes_arrived_not_when_the_worker_read_them(
 
 def test_without_a_kernel_timestamp_the_read_time_is_used() -> None:
     before = time.monotonic()
-    at = transport._arrival([])
+    at = network._arrival([])
     assert before <= at <= time.monotonic()
