@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     # Engine
     workers: int = Field(64, ge=1, le=4096)
+    # Run fewer checks at once than there are workers while the API's event loop falls
+    # behind (the GIL is the bottleneck then, not the number of workers).
+    adaptive_concurrency: bool = True
     max_queued_checks: int = Field(10_000, ge=1)
     max_urls_per_job: int = Field(1000, ge=1)
     max_url_length: int = Field(2048, ge=16, le=65_536)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,8 +12,10 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
+from app.api.loop_guard import guard_loop, stop_guard
 from app.api.routes import check, health, jobs, status
 from app.config import Settings, load_settings
+from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
 from app.engine.resolver import Resolver
 from app.services import Services
 
@@ -49,9 +52,15 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.coordinator.mark_started()
         log.info("urlhealth %s ready: %d workers", __version__, settings.workers)
+        guard = None
+        if settings.adaptive_concurrency:
+            limiter = ConcurrencyLimiter(LimiterConfig(ceiling=settings.workers))
+            guard = asyncio.create_task(guard_loop(services.dispatcher, limiter))
         try:
             yield
         finally:
+            if guard is not None:
+                await stop_guard(guard)
             # Under `urlhealth serve` the drain began when the signal came; under plain
             # uvicorn it begins here. Either way, wait for it, then release the pool.
             services.coordinator.begin()

@@ -346,6 +346,21 @@ class Dispatcher:
         self._pacer_wake.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    # --- concurrency -----------------------------------------------------------------------
+    def load(self) -> tuple[int, int]:
+        """(checks running, checks admitted and waiting for a host slot or a worker)."""
+        with self._lock:
+            return self._running, self._gate.waiting()
+
+    def set_limit(self, limit: int) -> None:
+        """Bound the checks running at once (at most the workers); raising it starts waiting
+        checks at once."""
+        limit = max(1, min(limit, self.workers))
+        with self._lock:
+            startable = self._gate.set_max_total(limit, time.monotonic())
+        for check in startable:
+            self._submit(check)
+
     # --- status -------------------------------------------------------------------------
     def counters(self) -> tuple[int, int, int]:
         """(running, queued, checked since start)."""

@@ -55,6 +55,11 @@ class HostGate(Generic[T]):
         self._update(host, now)
         return self._next(now)
 
+    def set_max_total(self, max_total: int, now: float) -> list[T]:
+        """Change the bound on running items; returns the items that may start now."""
+        self.max_total = max_total
+        return self.due(now)
+
     def due(self, now: float) -> list[T]:
         """Items that may start now that spacing has elapsed for their hosts."""
         self._prune(now)

@@ -264,3 +264,16 @@ def test_job_refused_because_the_pool_is_closed_leaves_no_job_behind(
         engine.submit([f"{target.url}/status/200"])
     assert engine.store.active_job_ids() == []
     assert engine.dispatcher.wait_drained(0)
+
+
+def test_a_lower_limit_holds_checks_back_and_raising_it_starts_them(
+    engine_factory: Callable[..., Engine], hang_after_request: tuple[RawServer, threading.Event]
+) -> None:
+    server, _ = hang_after_request
+    engine = engine_factory(workers=4)
+    engine.dispatcher.set_limit(1)
+    job = engine.submit([f"{server.url}/{n}" for n in range(3)], CheckOptions(timeout_s=2))
+    assert wait_until(lambda: engine.dispatcher.load() == (1, 2))
+    engine.dispatcher.set_limit(4)
+    assert wait_until(lambda: engine.dispatcher.load() == (3, 0))
+    assert engine.wait_final(job.id).completed == 3

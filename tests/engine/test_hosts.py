@@ -245,3 +245,14 @@ def test_purge_removes_selected_waiting_items_and_keeps_the_order_of_the_rest() 
     assert gate.waiting() == 2
     assert gate.release("a.test", now=0.0) == "keep1"
     assert gate.release("a.test", now=0.0) == "keep2"
+
+
+def test_raising_the_bound_on_running_items_starts_waiting_ones_at_once() -> None:
+    gate: HostGate[str] = HostGate(max_per_host=8, max_total=1)
+    assert gate.admit("a.test", "a1", now=0.0)
+    assert not gate.admit("a.test", "a2", now=0.0)
+    assert not gate.admit("b.test", "b1", now=0.0)
+    assert gate.set_max_total(3, now=0.0) == ["a2", "b1"]
+    # Lowering it stops nothing that runs; it only holds back what would start next.
+    assert gate.set_max_total(1, now=0.0) == []
+    assert gate.release("a.test", now=0.0) is None
