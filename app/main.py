@@ -17,6 +17,7 @@ from app.api.routes import check, health, jobs, status
 from app.config import Settings, load_settings
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
 from app.engine.resolver import Resolver
+from app.lifecycle.collector import collect_when_idle, defer_full_collections, restore
 from app.services import Services
 
 log = logging.getLogger("urlhealth")
@@ -52,15 +53,17 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.coordinator.mark_started()
         log.info("urlhealth %s ready: %d workers", __version__, settings.workers)
-        guard = None
+        tasks = [asyncio.create_task(collect_when_idle(services.dispatcher.idle))]
+        defer_full_collections()
         if settings.adaptive_concurrency:
             limiter = ConcurrencyLimiter(LimiterConfig(ceiling=settings.workers))
-            guard = asyncio.create_task(guard_loop(services.dispatcher, limiter))
+            tasks.append(asyncio.create_task(guard_loop(services.dispatcher, limiter)))
         try:
             yield
         finally:
-            if guard is not None:
-                await stop_guard(guard)
+            for task in tasks:
+                await stop_guard(task)
+            restore()
             # Under `urlhealth serve` the drain began when the signal came; under plain
             # uvicorn it begins here. Either way, wait for it, then release the pool.
             services.coordinator.begin()

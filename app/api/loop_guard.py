@@ -32,6 +32,7 @@ async def guard_loop(dispatcher: Dispatcher, limiter: ConcurrencyLimiter) -> Non
 
 
 async def stop_guard(task: asyncio.Task[None]) -> None:
+    """Cancel a background task of the lifespan and wait for it to end."""
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

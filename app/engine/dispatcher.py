@@ -352,6 +352,10 @@ class Dispatcher:
         with self._lock:
             return self._running, self._gate.waiting()
 
+    def idle(self) -> bool:
+        """No check accepted and unfinished."""
+        return self._drained.is_set()
+
     def set_limit(self, limit: int) -> None:
         """Bound the checks running at once (at most the workers); raising it starts waiting
         checks at once."""
