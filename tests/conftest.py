@@ -13,6 +13,7 @@ from app.config import Settings, load_settings
 from app.engine.resolver import Resolver
 from app.main import create_app
 from app.services import Services
+from tests.support.destination import Canaries
 from tests.support.servers import (
     RawServer,
     ThreadedUvicorn,
@@ -30,6 +31,20 @@ def target() -> Iterator[ThreadedUvicorn]:
     server = ThreadedUvicorn(target_app()).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_canaries() -> Iterator[Canaries]:
+    started = Canaries.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def canaries(module_canaries: Canaries) -> Canaries:
+    """Listeners that must never be reached (destination tests), counts from zero."""
+    module_canaries.reset()
+    return module_canaries
 
 
 @pytest.fixture

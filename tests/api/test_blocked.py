@@ -51,19 +51,6 @@ DENIED_BY_DEFAULT: list[tuple[str, str]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def module_canaries() -> Iterator[Canaries]:
-    started = Canaries.start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def canaries(module_canaries: Canaries) -> Canaries:
-    module_canaries.reset()
-    return module_canaries
-
-
 @pytest.fixture
 def guarded(
     service_factory: ServiceFactory,

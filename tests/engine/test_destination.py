@@ -70,20 +70,6 @@ class Engine:
 EngineFactory = Callable[[DestinationPolicy], Engine]
 
 
-@pytest.fixture(scope="module")
-def module_canaries() -> Iterator[Canaries]:
-    started = Canaries.start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def canaries(module_canaries: Canaries) -> Canaries:
-    """The canaries, with their counts starting from zero for this test."""
-    module_canaries.reset()
-    return module_canaries
-
-
 @pytest.fixture
 def engine_for() -> Iterator[EngineFactory]:
     """Builds a guarded engine with the given policy and the fake-DNS resolver."""
