@@ -13,7 +13,7 @@ import httpx
 from fastapi.exceptions import RequestValidationError
 
 from app.config import Settings
-from app.engine.options import CheckOptions, parse_status_ranges
+from app.engine.options import CheckOptions, format_status_ranges, parse_status_ranges
 from app.engine.urls import DedupeKey, dedupe_key, parse_url
 from app.schemas.jobs import CheckOptionsPublic, JobOptions
 
@@ -128,19 +128,23 @@ def resolve_options(
         retries=retries,
         assertions=options.assertions,
     )
-    public = CheckOptionsPublic(
-        method=engine.method,
-        timeout_s=engine.timeout_s,
-        follow_redirects=engine.follow_redirects,
-        max_redirects=engine.max_redirects,
-        expected_status=",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges),
-        headers=dict(headers),
-        verify_tls=engine.verify_tls,
-        max_body_bytes=engine.max_body_bytes,
-        retries=retries,
+    return engine, public_options(engine)
+
+
+def public_options(options: CheckOptions) -> CheckOptionsPublic:
+    """The options as a job shows them, defaults filled in."""
+    return CheckOptionsPublic(
+        method=options.method,
+        timeout_s=options.timeout_s,
+        follow_redirects=options.follow_redirects,
+        max_redirects=options.max_redirects,
+        expected_status=format_status_ranges(options.expected_status),
+        headers=dict(options.headers),
+        verify_tls=options.verify_tls,
+        max_body_bytes=options.max_body_bytes,
+        retries=options.retries,
         assertions=options.assertions,
     )
-    return engine, public
 
 
 def _check_headers(headers: dict[str, str], errors: list[dict[str, Any]]) -> dict[str, str]:

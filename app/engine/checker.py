@@ -16,7 +16,7 @@ import httpx
 from app.engine import answers, network, transport
 from app.engine.assertions import Observed, evaluate, outcome
 from app.engine.failures import classify
-from app.engine.options import CheckOptions, RetryPolicy
+from app.engine.options import CheckOptions, RetryPolicy, format_status_ranges
 from app.engine.tlsinfo import tls_info
 from app.schemas.assertions import FailedAssertion
 from app.schemas.results import (
@@ -42,10 +42,7 @@ class _Try:
 
     hops: list[RedirectHop] = field(default_factory=list)
     response: httpx.Response | None = None
-    body: bytes | None = None
-    bytes_read: int = 0
-    truncated: bool = False
-    body_cut: bool = False  # the body the assertions see is incomplete (raw or decoded)
+    body: answers.Body | None = None  # the final answer's, unless it was a HEAD
     remote_ip: str | None = None
     tls: TlsInfo | None = None
     final: Timings | None = None
@@ -149,9 +146,7 @@ class Checker:
                     seen.tls = tls_info(stream, verified=options.verify_tls)
                     seen.response = response
                     if method != "HEAD":
-                        body = answers.read_body(response, options.max_body_bytes, keep_body)
-                        seen.bytes_read, seen.truncated = body.bytes_read, body.truncated
-                        seen.body, seen.body_cut = body.kept, body.cut
+                        seen.body = answers.read_body(response, options.max_body_bytes, keep_body)
                     done_at = time.monotonic()
                     seen.final = self._add_hop_time(seen, phases, headers_at, done_at)
                     return
@@ -233,7 +228,7 @@ class Checker:
             failed = self._judge(options, attempt, response)
             verdict = outcome(failed)
             if not options.status_expected(response.status_code):
-                expected = _ranges(options)
+                expected = format_status_ranges(options.expected_status)
                 message = f"status {response.status_code} is not in {expected}"
                 error = CheckError(kind=ErrorKind.UNEXPECTED_STATUS, message=message)
                 verdict = "down"
@@ -249,8 +244,8 @@ class Checker:
             elapsed_ms=elapsed_ms,
             final_url=str(response.url) if response is not None else None,
             redirects=attempt.hops,
-            bytes_read=attempt.bytes_read,
-            truncated=attempt.truncated,
+            bytes_read=attempt.body.bytes_read if attempt.body is not None else 0,
+            truncated=attempt.body.truncated if attempt.body is not None else False,
             http_version=response.http_version if response is not None else None,
             remote_ip=attempt.remote_ip,
             timings_ms=attempt.final,
@@ -271,8 +266,8 @@ class Checker:
         observed = Observed(
             status_code=response.status_code,
             headers=response.headers,
-            body=attempt.body,
-            body_truncated=attempt.truncated or attempt.body_cut,
+            body=attempt.body.kept if attempt.body is not None else None,
+            body_truncated=attempt.body.cut if attempt.body is not None else False,
             latency_ms=attempt.elapsed_ms,
             content_type=response.headers.get("Content-Type"),
             days_left=attempt.tls.days_left if attempt.tls is not None else None,
@@ -321,10 +316,6 @@ def _retry_after_s(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _ranges(options: CheckOptions) -> str:
-    return ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in options.expected_status)
 
 
 def unfinished_result(url: str, kind: ErrorKind, message: str) -> CheckResult:

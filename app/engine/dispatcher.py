@@ -240,12 +240,10 @@ class Dispatcher:
         return successor
 
     def _finish_slot(self, check: _Check) -> None:
-        with self._lock:
-            successor = self._gate.release(check.host, time.monotonic())
+        """Free `check`'s slot from outside a worker: its successor goes through the pool."""
+        successor = self._next_in_slot(check, ran=False)
         if successor is not None:
             self._submit(successor)
-        elif self._pacer is not None:
-            self._pacer_wake.set()
 
     def _pace(self) -> None:
         """Starts checks that wait only for their host's minimum interval to pass."""

@@ -34,6 +34,11 @@ def parse_status_ranges(spec: str | list[int | str]) -> tuple[tuple[int, int], .
     return tuple(ranges)
 
 
+def format_status_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
+    """The inverse of parse_status_ranges: "200-399,418"."""
+    return ",".join(f"{low}" if low == high else f"{low}-{high}" for low, high in ranges)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckOptions:
     method: Method = "GET"

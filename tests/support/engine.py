@@ -8,12 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.api.validation import public_options
 from app.engine.dispatcher import Dispatcher
 from app.engine.options import CheckOptions
 from app.engine.policy import DestinationPolicy, parse_networks
 from app.engine.resolver import Resolver, SystemResolver
 from app.engine.transport import HttpLayer
-from app.schemas.jobs import CheckOptionsPublic, JobHeader
+from app.schemas.jobs import JobHeader
 from app.schemas.results import CheckResult
 from app.store.memory import MemoryStore
 
@@ -50,19 +51,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
     return predicate()
 
 
-def public(options: CheckOptions) -> CheckOptionsPublic:
-    return CheckOptionsPublic(
-        method=options.method,
-        timeout_s=options.timeout_s,
-        follow_redirects=options.follow_redirects,
-        max_redirects=options.max_redirects,
-        expected_status=",".join(f"{lo}-{hi}" for lo, hi in options.expected_status),
-        headers=dict(options.headers),
-        verify_tls=options.verify_tls,
-        max_body_bytes=options.max_body_bytes,
-    )
-
-
 @dataclass
 class Engine:
     """A store, an HTTP layer and a dispatcher wired as the service wires them."""
@@ -74,7 +62,7 @@ class Engine:
 
     def submit(self, urls: Sequence[str], options: CheckOptions | None = None) -> JobHeader:
         chosen = options or self.options
-        return self.dispatcher.submit_job(urls, chosen, public(chosen))
+        return self.dispatcher.submit_job(urls, chosen, public_options(chosen))
 
     def wait_final(self, job_id: str, timeout: float = 20.0) -> JobHeader:
         assert wait_until(lambda: self.store.header(job_id).status.final, timeout), (
