@@ -1,5 +1,5 @@
-"""Fixtures of the engine's tests: engines wired as the service wires them, and a server that
-reads a request and never answers."""
+"""Fixtures of the engine's tests: an HTTP layer, engines wired as the service wires them, and
+a server that reads a request and never answers."""
 
 from __future__ import annotations
 
@@ -12,9 +12,19 @@ import pytest
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
 from app.engine.options import CheckOptions
+from app.engine.transport import HttpLayer
 from app.store.memory import MemoryStore
 from tests.support.engine import Engine, make_http
 from tests.support.servers import RawServer
+
+
+@pytest.fixture
+def http() -> Iterator[HttpLayer]:
+    """An HTTP layer of its own for one test (loopback allowed, real DNS)."""
+    layer = make_http()
+    yield layer
+    layer.abort_in_flight()
+    layer.close()
 
 
 @pytest.fixture

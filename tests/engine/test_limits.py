@@ -40,14 +40,6 @@ DEADLINE_S = 2.0
 TRICKLE_S = 0.1
 
 
-@pytest.fixture
-def http() -> Iterator[HttpLayer]:
-    layer = make_http()
-    yield layer
-    layer.abort_in_flight()
-    layer.close()
-
-
 def kind(result: CheckResult) -> ErrorKind | None:
     return result.error.kind if result.error is not None else None
 

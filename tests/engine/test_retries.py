@@ -26,7 +26,6 @@ from app.schemas.assertions import Assertions
 from app.schemas.results import CheckResult, ErrorKind
 from tests.conftest import RunningService
 from tests.support.api import submit, wait_final
-from tests.support.engine import make_http
 from tests.support.servers import ThreadedUvicorn, refused_port
 
 FAST = RetryPolicy(base_s=0.01, max_delay_s=0.05)
@@ -73,13 +72,6 @@ def flaky() -> Iterator[Flaky]:
     target.url = server.url
     yield target
     server.stop()
-
-
-@pytest.fixture
-def http() -> Iterator[HttpLayer]:
-    layer = make_http()
-    yield layer
-    layer.close()
 
 
 def flaky_url(flaky: Flaky, token: str, **query: object) -> str:

@@ -20,14 +20,6 @@ from tests.support.servers import RawServer, ThreadedUvicorn
 TRICKLE_INTERVAL_S = 0.2
 
 
-@pytest.fixture
-def http() -> Iterator[HttpLayer]:
-    layer = make_http()
-    yield layer
-    layer.abort_in_flight()
-    layer.close()
-
-
 def trickler(stop: threading.Event, head: bytes, then: bytes) -> Callable[[socket.socket], None]:
     """Send `head` at once, then `then` one byte every 200 ms, forever (until `stop`)."""
 
