@@ -73,7 +73,7 @@ def test_one_jobs_slow_names_do_not_starve_another_jobs_lookups(
     # Whatever share of the lookup slots the hog may take, it has taken it.
     assert wait_until_stable(lambda: slow_dns.slow_started)
 
-    polite = submit(svc.client, [f"http://fast.test:{target.port}/status/200"], timeout_s=3)
+    polite = submit(svc.client, [f"http://fast.test:{target.port}/status/200"], timeout_s=8)
     done = wait_final(svc.client, polite["id"])
 
     [result] = done["results"]
