@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     min_host_interval_s: float = Field(0.0, ge=0)
     ca_bundle: Path | None = None
 
+    # Name resolution, shared fairly between jobs (see app/engine/dnscache.py)
+    dns_max_in_flight: int = Field(32, ge=1)
+    dns_slots_per_job: int = Field(8, ge=1)
+    dns_cache_ttl_s: float = Field(30.0, ge=0)
+    dns_negative_ttl_s: float = Field(5.0, ge=0)
+    dns_cache_max_names: int = Field(10_000, ge=1)
+
     # Retries (a job asks for them with the `retries` option)
     max_retries: int = Field(5, ge=0, le=20)
     retry_backoff_s: float = Field(0.5, ge=0)

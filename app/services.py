@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
+from app.engine.dnscache import SharedResolver
 from app.engine.options import RetryPolicy
 from app.engine.policy import DestinationPolicy, IPAddress, parse_networks
 from app.engine.resolver import Resolver, SystemResolver
@@ -35,7 +36,7 @@ class Services:
         http = HttpLayer(
             settings.user_agent,
             destination_policy(settings),
-            resolver or SystemResolver(),
+            shared_resolver(settings, resolver),
             ca_bundle=settings.ca_bundle,
             max_idle_clients=2 * settings.workers,
         )
@@ -57,6 +58,23 @@ class Services:
         self.dispatcher.close()
         self.http.abort_in_flight()
         self.http.close()
+
+
+def shared_resolver(settings: Settings, inner: Resolver | None = None) -> SharedResolver:
+    """The system resolver (or a test's) behind the fair, caching front every check uses.
+
+    A test's resolver is wrapped too, so the service under test resolves as in production;
+    tests that need a fresh answer per connect (DNS rebinding) build the engine without it.
+    """
+    return SharedResolver(
+        # Sized like the front, so its own bound never binds first.
+        inner or SystemResolver(max_in_flight=settings.dns_max_in_flight),
+        max_in_flight=settings.dns_max_in_flight,
+        per_owner=settings.dns_slots_per_job,
+        ttl_s=settings.dns_cache_ttl_s,
+        negative_ttl_s=settings.dns_negative_ttl_s,
+        max_names=settings.dns_cache_max_names,
+    )
 
 
 def destination_policy(settings: Settings) -> DestinationPolicy:

@@ -20,6 +20,7 @@ from typing import cast
 import httpx
 
 from app.engine.checker import Checker, unfinished_result
+from app.engine.dnscache import SYNC_OWNER, lookup_owner
 from app.engine.hosts import HostGate
 from app.engine.options import CheckOptions
 from app.schemas.jobs import CheckOptionsPublic, JobHeader
@@ -220,7 +221,8 @@ class Dispatcher:
             if check.job_id is not None and check.job_id not in self._started:
                 self._started.add(check.job_id)  # a racing duplicate call is harmless
                 self._store.mark_started(check.job_id)
-            result = self._checker.check(check.url, check.options, check.parsed)
+            with lookup_owner(check.job_id or SYNC_OWNER):  # one job's DNS share (dnscache)
+                result = self._checker.check(check.url, check.options, check.parsed)
             if self._interrupting and not result.ok:
                 # Its connection was aborted at shutdown: the target is not to blame.
                 result = unfinished_result(check.url, ErrorKind.INTERRUPTED, _INTERRUPTED)
