@@ -414,6 +414,37 @@ def test_cancelling_a_finished_job_leaves_it_done(
     assert get_job(service.client, job_id)["status"] == "done"
 
 
+def test_repeated_cancel_frees_each_check_once_so_the_limit_still_holds(
+    service_factory: ServiceFactory, target: ThreadedUvicorn
+) -> None:
+    svc = service_factory(max_queued_checks=5, workers=1, max_urls_per_job=5, max_sync_urls=5)
+    with gated_server() as gate:
+        queued = [f"{target.url}/status/200?n={n}" for n in range(4)]
+        job_id = submit(svc.client, [f"{gate.url}/held", *queued])["id"]
+        wait_for(lambda: gate.connections >= 1, what="the held check to start")
+
+        for _ in range(3):
+            assert svc.client.delete(f"/v1/jobs/{job_id}").status_code == 200
+            counts = status(svc.client)
+            # One check has no final state yet: it is the one in progress, and only it.
+            assert (counts["checks_running"], counts["checks_queued"]) == (1, 0), counts
+        assert get_job(svc.client, job_id)["completed"] == 4
+
+        five = [f"{target.url}/status/200?late={n}" for n in range(5)]
+        refused = svc.client.post("/v1/jobs", json={"urls": five})
+        assert refused.status_code == 429, refused.text
+
+        gate.release()
+        assert wait_final(svc.client, job_id)["status"] == "cancelled"
+    wait_for(
+        lambda: (s := status(svc.client))["checks_running"] + s["checks_queued"] == 0,
+        what="the queue to empty",
+    )
+    counts = status(svc.client)
+    assert (counts["checks_running"], counts["checks_queued"]) == (0, 0)
+    assert svc.client.post("/v1/jobs", json={"urls": five}).status_code == 202
+
+
 # --- back-pressure ------------------------------------------------------------------------
 
 
