@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
-    Server(config, app.state.services.coordinator).run()
-    return 0
+    coordinator = app.state.services.coordinator
+    Server(config, coordinator).run()
+    # What a process supervisor reads: 0 once every accepted check has its final state.
+    return 0 if coordinator.clean else 1
 
 
 if __name__ == "__main__":
