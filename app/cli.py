@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     coordinator = app.state.services.coordinator
     Server(config, coordinator).run()
     # What a process supervisor reads: 0 once every accepted check has its final state.
-    return 0 if coordinator.clean else 1
+    if coordinator.clean:
+        return 0
+    print("urlhealth: the shutdown drain failed or did not finish in time", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
