@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -443,6 +444,32 @@ def test_repeated_cancel_frees_each_check_once_so_the_limit_still_holds(
     counts = status(svc.client)
     assert (counts["checks_running"], counts["checks_queued"]) == (0, 0)
     assert svc.client.post("/v1/jobs", json={"urls": five}).status_code == 202
+
+
+def test_repeated_cancel_around_shutdown_lets_the_drain_end_when_the_checks_do(
+    service_factory: ServiceFactory, target: ThreadedUvicorn, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A release counted twice kept the drain waiting for the whole grace period, which then
+    # "interrupted" checks that had long finished.
+    caplog.set_level(logging.INFO, logger="urlhealth.lifecycle")
+    svc = service_factory(workers=1, shutdown_grace_s=20.0)
+    slow = f"{target.url}/delay/800"
+    queued = [f"{target.url}/status/200?n={n}" for n in range(4)]
+    job_id = submit(svc.client, [slow, *queued])["id"]
+    wait_for(lambda: status(svc.client)["checks_running"] == 1, what="the slow check to start")
+
+    assert svc.client.delete(f"/v1/jobs/{job_id}").status_code == 200
+    svc.services.coordinator.begin()
+    for _ in range(2):
+        assert svc.client.delete(f"/v1/jobs/{job_id}").status_code == 200
+
+    assert svc.services.coordinator.wait(15.0), status(svc.client)
+    final = wait_final(svc.client, job_id)
+    kinds = {r["url"]: r["error"]["kind"] if r["error"] else "ok" for r in final["results"]}
+    assert kinds == {slow: "ok", **dict.fromkeys(queued, "cancelled")}
+    counts = status(svc.client)
+    assert (counts["checks_running"], counts["checks_queued"]) == (0, 0)
+    assert not [r for r in caplog.records if "grace period" in r.getMessage()]
 
 
 # --- back-pressure ------------------------------------------------------------------------
