@@ -74,5 +74,5 @@ class Server(uvicorn.Server):
     async def _hurry_on_signal(self, signals: int) -> None:
         while self._signals < signals:
             await asyncio.sleep(_SIGNAL_POLL_S)
-        log.warning("signal received again: ending the grace period now")
+        log.warning("a signal during shutdown: ending the grace period now")
         self._coordinator.hurry()
