@@ -43,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
-    Server(config, app.state.services.coordinator).run()
-    return 0
+    coordinator = app.state.services.coordinator
+    Server(config, coordinator).run()
+    # What a process supervisor reads: 0 once every accepted check has its final state.
+    if coordinator.clean:
+        return 0
+    print("urlhealth: the shutdown drain failed or did not finish in time", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

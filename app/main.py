@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.coordinator.mark_started()
-        log.info("urlhealth %s ready: %d workers", __version__, settings.workers)
+        # Not "ready": uvicorn binds its sockets after this (`urlhealth serve` says when).
+        log.info("urlhealth %s starting: %d workers", __version__, settings.workers)
         tasks = [asyncio.create_task(collect_when_idle(services.dispatcher.idle))]
         defer_full_collections()
         if settings.adaptive_concurrency:

@@ -4,7 +4,7 @@ Every check gets a future up front; a gatherer thread per job walks ``as_complet
 job's futures and hands each result to the store, so fast URLs are recorded (and streamed)
 before slow ones. A check reaches the process-wide ``ThreadPoolExecutor`` only when its host
 has a free slot (see HostGate), so waiting for a busy host never holds a worker. Admission is
-bounded: checks accepted but not finished never exceed ``max_queued``.
+bounded: checks accepted but not finished never exceed ``max_queued`` (see CheckLedger).
 """
 
 from __future__ import annotations
@@ -22,27 +22,14 @@ import httpx
 from app.engine.checker import Checker, unfinished_result
 from app.engine.dnscache import SYNC_OWNER, lookup_owner
 from app.engine.hosts import HostGate
+from app.engine.ledger import CheckLedger
+from app.engine.ledger import DispatchError as DispatchError  # the API's import point
+from app.engine.ledger import Overloaded as Overloaded
+from app.engine.ledger import ShuttingDown as ShuttingDown
 from app.engine.options import CheckOptions
 from app.schemas.jobs import CheckOptionsPublic, JobHeader
 from app.schemas.results import CheckResult, ErrorKind
 from app.store.base import JobNotFound, ResultsStore, StoredResult
-
-
-class DispatchError(Exception):
-    """Root of the reasons work is refused."""
-
-
-class ShuttingDown(DispatchError):
-    """The service is stopping and takes no new work."""
-
-
-class Overloaded(DispatchError):
-    def __init__(self, pending: int, limit: int, asked: int) -> None:
-        super().__init__(
-            f"{pending} checks are in progress and the limit is {limit}; {asked} more do not fit"
-        )
-        self.retry_after_s = 1
-
 
 _SHUT_DOWN_FIRST = "the service shut down before this check started"
 _INTERRUPTED = "still running when the service shut down"
@@ -59,6 +46,8 @@ class _Check:
     # A job's check ends as the StoredResult the store keeps (encoded by the worker, so
     # the job holds its JSON only); a synchronous check ends as the CheckResult itself.
     future: Future[CheckResult | StoredResult]
+    started: bool = False  # kept by the CheckLedger, under its lock
+    released: bool = False
 
 
 class Dispatcher:
@@ -74,20 +63,15 @@ class Dispatcher:
         self._store = store
         self._checker = checker
         self.workers = workers
-        self._max_queued = max_queued
+        self._ledger = CheckLedger(max_queued)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
         self._lock = threading.Lock()
         self._gate: HostGate[_Check] = HostGate(max_per_host, workers, min_host_interval_s)
-        self._accepting = True
-        self._running = 0
-        self._pending = 0  # accepted and not finished: waiting for a host, queued, or running
-        self._checked = 0
+        self._running = 0  # workers busy with a check (the limiter's load)
         self._jobs: dict[str, list[_Check]] = {}
         self._sync: set[_Check] = set()
         self._started: set[str] = set()  # jobs whose first check has started
         self._interrupting = False
-        self._drained = threading.Event()
-        self._drained.set()
         self._closing = threading.Event()
         self._pacer_wake = threading.Event()
         self._pacer: threading.Thread | None = None
@@ -96,22 +80,6 @@ class Dispatcher:
             self._pacer.start()
 
     # --- admission ----------------------------------------------------------------------
-    def _admit(self, count: int) -> None:
-        with self._lock:
-            if not self._accepting:
-                raise ShuttingDown("the service is shutting down")
-            if self._pending + count > self._max_queued:
-                raise Overloaded(self._pending, self._max_queued, count)
-            self._pending += count
-            self._drained.clear()
-
-    def _release(self, count: int, checked: int = 0) -> None:
-        with self._lock:
-            self._pending -= count
-            self._checked += checked
-            if self._pending == 0:
-                self._drained.set()
-
     def submit_job(
         self,
         urls: Sequence[str],
@@ -122,7 +90,7 @@ class Dispatcher:
     ) -> JobHeader:
         """Accept a job and return at once; its checks are scheduled by its gatherer thread,
         so the caller (an API request) is not held while thousands are handed out."""
-        self._admit(len(urls))
+        self._ledger.admit(len(urls))
         header = self._store.create_job(urls, public_options, duplicates_removed)
         checks = self._checks(header.id, urls, options, parsed)
         with self._lock:
@@ -141,7 +109,7 @@ class Dispatcher:
         parsed: Sequence[httpx.URL] | None = None,
     ) -> list[Future[CheckResult]]:
         """Checks outside any job (the synchronous API); the caller waits on the futures."""
-        self._admit(len(urls))
+        self._ledger.admit(len(urls))
         checks = self._checks(None, urls, options, parsed)
         with self._lock:
             self._sync.update(checks)
@@ -153,7 +121,7 @@ class Dispatcher:
     def _sync_done(self, check: _Check, future: Future[CheckResult | StoredResult]) -> None:
         with self._lock:
             self._sync.discard(check)
-        self._release(1, checked=0 if future.cancelled() else 1)
+        self._ledger.release(check, checked=not future.cancelled())
 
     @staticmethod
     def _checks(
@@ -192,7 +160,8 @@ class Dispatcher:
             return
         if check.job_id is None:
             return  # the synchronous caller sees the cancelled future; its callback releases
-        self._release(1)
+        if not self._ledger.release(check):
+            return  # a cancel ended it first, and recorded it
         self._store.mark_interrupted(check.job_id)
         result = unfinished_result(check.url, ErrorKind.CANCELLED, _SHUT_DOWN_FIRST)
         self._store.record(check.job_id, check.index, result)
@@ -217,6 +186,7 @@ class Dispatcher:
             return False
         with self._lock:
             self._running += 1
+        self._ledger.start(check)
         try:
             if check.job_id is not None and check.job_id not in self._started:
                 self._started.add(check.job_id)  # a racing duplicate call is harmless
@@ -265,10 +235,10 @@ class Dispatcher:
         try:
             for future in as_completed(by_future):
                 if future.cancelled():
-                    continue  # whoever cancelled it recorded its result and released it
+                    continue  # whoever released it recorded its result
                 check = by_future[future]
                 # Capacity first: a client that sees the job finish may submit at once.
-                self._release(1, checked=1)
+                self._ledger.release(check, checked=True)
                 self._store.record(job_id, check.index, future.result())
         finally:
             with self._lock:
@@ -287,19 +257,19 @@ class Dispatcher:
     ) -> None:
         with self._lock:
             checks = list(self._jobs.get(job_id, ()))
-        cancelled = [check for check in checks if check.future.cancel()]
+        # cancel() is True again for a future cancelled before: only the release, which
+        # happens once per check, says whether this call ended it.
+        cancelled = [c for c in checks if c.future.cancel() and self._ledger.release(c)]
         if not cancelled:
             return
         self._purge_cancelled()
-        self._release(len(cancelled))
         if interrupting:  # before the records that may complete the job
             self._store.mark_interrupted(job_id)
         for check in cancelled:
             self._store.record(job_id, check.index, unfinished_result(check.url, kind, message))
 
     def stop_accepting(self) -> None:
-        with self._lock:
-            self._accepting = False
+        self._ledger.stop_accepting()
 
     def cancel_all_queued(self) -> None:
         """Shutdown step: checks not yet started end `cancelled`, and their jobs will end
@@ -323,7 +293,7 @@ class Dispatcher:
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until no accepted check is unfinished; False if `timeout` passed first."""
-        return self._drained.wait(timeout)
+        return self._ledger.wait_drained(timeout)
 
     def interrupt_running(self) -> None:
         """Give every check still without a result its final state: interrupted."""
@@ -354,7 +324,7 @@ class Dispatcher:
 
     def idle(self) -> bool:
         """No check accepted and unfinished."""
-        return self._drained.is_set()
+        return self._ledger.idle()
 
     def set_limit(self, limit: int) -> None:
         """Bound the checks running at once (at most the workers); raising it starts waiting
@@ -368,5 +338,4 @@ class Dispatcher:
     # --- status -------------------------------------------------------------------------
     def counters(self) -> tuple[int, int, int]:
         """(running, queued, checked since start)."""
-        with self._lock:
-            return self._running, self._pending - self._running, self._checked
+        return self._ledger.counters()

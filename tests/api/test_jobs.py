@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -412,6 +413,63 @@ def test_cancelling_a_finished_job_leaves_it_done(
     assert response.status_code == 200
     assert response.json()["status"] == "done"
     assert get_job(service.client, job_id)["status"] == "done"
+
+
+def test_repeated_cancel_frees_each_check_once_so_the_limit_still_holds(
+    service_factory: ServiceFactory, target: ThreadedUvicorn
+) -> None:
+    svc = service_factory(max_queued_checks=5, workers=1, max_urls_per_job=5, max_sync_urls=5)
+    with gated_server() as gate:
+        queued = [f"{target.url}/status/200?n={n}" for n in range(4)]
+        job_id = submit(svc.client, [f"{gate.url}/held", *queued])["id"]
+        wait_for(lambda: gate.connections >= 1, what="the held check to start")
+
+        for _ in range(3):
+            assert svc.client.delete(f"/v1/jobs/{job_id}").status_code == 200
+            counts = status(svc.client)
+            # One check has no final state yet: it is the one in progress, and only it.
+            assert (counts["checks_running"], counts["checks_queued"]) == (1, 0), counts
+        assert get_job(svc.client, job_id)["completed"] == 4
+
+        five = [f"{target.url}/status/200?late={n}" for n in range(5)]
+        refused = svc.client.post("/v1/jobs", json={"urls": five})
+        assert refused.status_code == 429, refused.text
+
+        gate.release()
+        assert wait_final(svc.client, job_id)["status"] == "cancelled"
+    wait_for(
+        lambda: (s := status(svc.client))["checks_running"] + s["checks_queued"] == 0,
+        what="the queue to empty",
+    )
+    counts = status(svc.client)
+    assert (counts["checks_running"], counts["checks_queued"]) == (0, 0)
+    assert svc.client.post("/v1/jobs", json={"urls": five}).status_code == 202
+
+
+def test_repeated_cancel_around_shutdown_lets_the_drain_end_when_the_checks_do(
+    service_factory: ServiceFactory, target: ThreadedUvicorn, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A release counted twice kept the drain waiting for the whole grace period, which then
+    # "interrupted" checks that had long finished.
+    caplog.set_level(logging.INFO, logger="urlhealth.lifecycle")
+    svc = service_factory(workers=1, shutdown_grace_s=20.0)
+    slow = f"{target.url}/delay/800"
+    queued = [f"{target.url}/status/200?n={n}" for n in range(4)]
+    job_id = submit(svc.client, [slow, *queued])["id"]
+    wait_for(lambda: status(svc.client)["checks_running"] == 1, what="the slow check to start")
+
+    assert svc.client.delete(f"/v1/jobs/{job_id}").status_code == 200
+    svc.services.coordinator.begin()
+    for _ in range(2):
+        assert svc.client.delete(f"/v1/jobs/{job_id}").status_code == 200
+
+    assert svc.services.coordinator.wait(15.0), status(svc.client)
+    final = wait_final(svc.client, job_id)
+    kinds = {r["url"]: r["error"]["kind"] if r["error"] else "ok" for r in final["results"]}
+    assert kinds == {slow: "ok", **dict.fromkeys(queued, "cancelled")}
+    counts = status(svc.client)
+    assert (counts["checks_running"], counts["checks_queued"]) == (0, 0)
+    assert not [r for r in caplog.records if "grace period" in r.getMessage()]
 
 
 # --- back-pressure ------------------------------------------------------------------------

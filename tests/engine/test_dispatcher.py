@@ -277,3 +277,128 @@ def test_a_lower_limit_holds_checks_back_and_raising_it_starts_them(
     engine.dispatcher.set_limit(4)
     assert wait_until(lambda: engine.dispatcher.load() == (3, 0))
     assert engine.wait_final(job.id).completed == 3
+
+
+# --- a check is released exactly once, whatever ends it ----------------------------------------
+
+
+def _unfinished(engine: Engine) -> int:
+    """Checks of every job still without a final state in the store."""
+    store = engine.store
+    return sum(len(store.unfinished(job_id)) for job_id in store.active_job_ids())
+
+
+def _assert_accounted(engine: Engine) -> None:
+    """In progress == without a final state, and nothing counted below zero."""
+    running, queued, _ = engine.dispatcher.counters()
+    assert running >= 0
+    assert queued >= 0
+    assert running + queued == _unfinished(engine), (running, queued, _unfinished(engine))
+
+
+def test_repeated_cancel_releases_each_check_once_and_the_limit_still_holds(
+    engine_factory: Callable[..., Engine],
+    target: ThreadedUvicorn,
+    hang_after_request: tuple[RawServer, threading.Event],
+) -> None:
+    server, got_request = hang_after_request
+    engine = engine_factory(workers=1, max_queued=5)
+    stuck = f"{server.url}/stuck"
+    queued = [f"{target.url}/status/200?n={n}" for n in range(4)]
+    job = engine.submit([stuck, *queued], CheckOptions(timeout_s=30))
+    assert got_request.wait(10)
+
+    for _ in range(3):
+        engine.dispatcher.cancel(job.id)
+        _assert_accounted(engine)
+    assert engine.dispatcher.counters()[:2] == (1, 0)
+    assert engine.store.header(job.id).summary.errors == {"cancelled": 4}
+    # Four slots are free, not more: the running check still holds its own.
+    with pytest.raises(Overloaded):
+        engine.submit([f"{target.url}/status/200?late={n}" for n in range(5)])
+    assert engine.store.list_jobs(0, 10)[1] == 1
+
+    engine.http.abort_in_flight()
+    assert engine.wait_final(job.id).status is JobStatus.CANCELLED
+    assert engine.dispatcher.wait_drained(10)
+    assert engine.dispatcher.counters()[:2] == (0, 0)
+
+
+def test_cancels_racing_completion_release_every_check_once(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn
+) -> None:
+    engine = engine_factory(workers=4, max_queued=300)
+    urls = [f"{target.url}/delay/5?n={n}" for n in range(300)]
+    job = engine.submit(urls)
+    assert wait_until(lambda: engine.recorded(job.id) >= 10)
+    samples: list[tuple[int, int, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(engine.dispatcher.counters())
+            done.wait(0.001)
+
+    def cancel_repeatedly() -> None:
+        for _ in range(20):
+            engine.dispatcher.cancel(job.id)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cancellers = [threading.Thread(target=cancel_repeatedly, daemon=True) for _ in range(4)]
+    for thread in cancellers:
+        thread.start()
+    for thread in cancellers:
+        thread.join(30)
+    final = engine.wait_final(job.id)
+    drained = engine.dispatcher.wait_drained(10)
+    done.set()
+    sampler.join(10)
+
+    assert final.status is JobStatus.CANCELLED
+    assert final.completed == 300
+    assert drained, engine.dispatcher.counters()
+    ran = 300 - final.summary.errors.get("cancelled", 0)
+    assert engine.dispatcher.counters() == (0, 0, ran)
+    assert min(queued for _, queued, _ in samples) >= 0
+    assert min(running for running, _, _ in samples) >= 0
+
+
+def test_cancel_during_shutdown_releases_each_check_once(
+    engine_factory: Callable[..., Engine],
+    target: ThreadedUvicorn,
+    hang_after_request: tuple[RawServer, threading.Event],
+) -> None:
+    server, got_request = hang_after_request
+    engine = engine_factory(workers=1)
+    dispatcher = engine.dispatcher
+    stuck = f"{server.url}/stuck"
+    queued = [f"{target.url}/status/200?n={n}" for n in range(20)]
+    job = engine.submit([stuck, *queued], CheckOptions(timeout_s=30))
+    assert got_request.wait(10)
+
+    dispatcher.stop_accepting()
+    racers = [
+        threading.Thread(target=dispatcher.cancel_all_queued, daemon=True),
+        *(
+            threading.Thread(target=dispatcher.cancel, args=(job.id,), daemon=True)
+            for _ in range(3)
+        ),
+    ]
+    for thread in racers:
+        thread.start()
+    for thread in racers:
+        thread.join(10)
+    dispatcher.cancel(job.id)
+    _assert_accounted(engine)
+    assert dispatcher.counters()[:2] == (1, 0)
+    assert not dispatcher.wait_drained(0.2)  # the stuck check still runs
+
+    dispatcher.interrupt_running()
+    engine.http.abort_in_flight()
+    # Drained the moment the stuck check ends, not never (a release counted twice).
+    assert dispatcher.wait_drained(10)
+    assert dispatcher.counters()[:2] == (0, 0)
+    header = engine.store.header(job.id)
+    assert header.status is JobStatus.INTERRUPTED
+    assert header.summary.errors == {"cancelled": 20, "interrupted": 1}
