@@ -21,12 +21,61 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import certifi
+import h11
 import httpcore
 import httpx
 
 from app.engine.network import CheckBackend
 from app.engine.policy import DestinationPolicy
 from app.engine.resolver import Resolver
+
+
+# HTTP allows any number of interim (1xx) answers before the final one, and httpcore skips
+# them in a loop, so a target sending `100 Continue` without end would keep a worker parsing
+# until the check's deadline. Real servers send one or two (100 Continue, 103 Early Hints);
+# more than this many is an invalid answer.
+MAX_INTERIM_ANSWERS = 5
+
+
+class _BoundedHTTP11(httpcore.HTTP11Connection):
+    """httpcore's HTTP/1.1 connection, refusing an answer with too many interim answers.
+    Counted where httpcore receives each parsed event: the one place that sees them all."""
+
+    _interim = 0
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        self._interim = 0
+        return super().handle_request(request)
+
+    def _receive_event(self, timeout: float | None = None) -> h11.Event | type[h11.PAUSED]:
+        event = super()._receive_event(timeout)
+        # 101 Switching Protocols is final for httpcore; no check asks for an upgrade.
+        if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
+            self._interim += 1
+            if self._interim > MAX_INTERIM_ANSWERS:
+                # Becomes httpx.RemoteProtocolError, classified as invalid_response.
+                raise httpcore.RemoteProtocolError(
+                    f"more than {MAX_INTERIM_ANSWERS} interim (1xx) answers before the final one"
+                )
+        return event
+
+
+class _Connection(httpcore.HTTPConnection):
+    """httpcore's connection (connect through the backend, TLS) speaking HTTP/1.1 through
+    :class:`_BoundedHTTP11`. HTTP/2 is never negotiated: ALPN offers http/1.1 only."""
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        # Unlocked: a lane, and so its connections, serve one check at a time.
+        if self._connection is None:
+            try:
+                stream = self._connect(request)
+            except BaseException:
+                self._connect_failed = True
+                raise
+            self._connection = _BoundedHTTP11(
+                origin=self._origin, stream=stream, keepalive_expiry=self._keepalive_expiry
+            )
+        return super().handle_request(request)
 
 
 class _OwnedConnections(httpcore.ConnectionInterface):
@@ -50,7 +99,7 @@ class _OwnedConnections(httpcore.ConnectionInterface):
         self._ssl_context = ssl_context
         self._backend = backend
         self._keepalive_expiry = keepalive_expiry
-        self._connections: dict[tuple[bytes, bytes, int], httpcore.HTTPConnection] = {}
+        self._connections: dict[tuple[bytes, bytes, int], _Connection] = {}
         self._last_used: dict[tuple[bytes, bytes, int], float] = {}
 
     def handle_request(self, request: httpcore.Request) -> httpcore.Response:
@@ -64,7 +113,7 @@ class _OwnedConnections(httpcore.ConnectionInterface):
             connection.close()
             connection = None
         if connection is None:
-            connection = httpcore.HTTPConnection(
+            connection = _Connection(
                 origin=origin,
                 ssl_context=self._ssl_context,
                 keepalive_expiry=self._keepalive_expiry,
@@ -123,6 +172,7 @@ class HttpLayer:
         resolver: Resolver,
         ca_bundle: Path | None = None,
         max_idle_clients: int = 256,
+        keepalive_expiry_s: float = 5.0,
     ) -> None:
         self._contexts = {True: _verifying_context(ca_bundle), False: _non_verifying_context()}
         self.backend = CheckBackend(policy, resolver)
@@ -136,7 +186,7 @@ class HttpLayer:
         }
         # Shorter than common server keep-alive timeouts (nginx 75 s); a connection the
         # server closed anyway is detected, or retried once (see checker).
-        self._keepalive_expiry = 5.0
+        self._keepalive_expiry = keepalive_expiry_s
         self._max_idle = max_idle_clients
         self._lock = threading.Lock()
         self._idle: OrderedDict[LeaseKey, list[Lane]] = OrderedDict()
