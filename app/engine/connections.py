@@ -1,5 +1,8 @@
 """The connections a lane owns: httpcore's, one per origin, kept alive for the next check of
-the host, closed when they expire, and refusing answers with endless interim (1xx) answers."""
+the host, closed when they expire, and refusing answers with endless interim (1xx) answers.
+
+The two subclasses below use httpcore 1.0's internals (``_connect``, ``_connection``,
+``_receive_event``): pyproject.toml pins httpcore to <1.1 for this."""
 
 from __future__ import annotations
 
