@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=0)
     max_body_bytes_limit: int = Field(16_777_216, ge=0)
 
+    # A job's own Host header: checking a virtual host on a given address, off by default
+    # since it lets a job reach every virtual host behind an allowed address
+    allow_host_header: bool = False
+
     # Destination policy
     allowed_networks: NetworkList = ()
     denied_networks: NetworkList = ()

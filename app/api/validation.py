@@ -18,9 +18,22 @@ from app.engine.urls import DedupeKey, dedupe_key, parse_url
 from app.schemas.jobs import CheckOptionsPublic, JobOptions
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# Headers that would let a job corrupt the framing of its own requests.
-_FORBIDDEN_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "expect"}
+_FRAMING = "it frames the request, which urlhealth does itself (checks send no body)"
+_HOP_BY_HOP = "it is hop-by-hop: it governs urlhealth's own connection, not the target"
+# Headers a job may never set, and why: its copy would corrupt the framing of its own request
+# or the kept-alive connection later checks reuse.
+_FORBIDDEN_HEADERS = {
+    "content-length": _FRAMING,
+    "transfer-encoding": _FRAMING,
+    "trailer": _FRAMING,
+    "expect": "urlhealth sends no body to wait for",
+    "connection": _HOP_BY_HOP,
+    "upgrade": _HOP_BY_HOP,
+    "te": _HOP_BY_HOP,
+}
+_HOST_REFUSED = (
+    "Host would let a job reach any virtual host behind an allowed address; the operator "
+    "can allow it with the setting allow_host_header (URLHEALTH_ALLOW_HOST_HEADER=true)"
 )
 MAX_HEADERS = 50
 MAX_HEADER_BYTES = 8192
@@ -113,7 +126,8 @@ def resolve_options(
         errors.append(_error(("options", "expected_status"), str(exc), spec, "value_error"))
         ranges = ((200, 399),)
     retries = int(within("retries", options.retries, 0, settings.max_retries))
-    headers = _check_headers(options.headers or {}, errors)
+    headers = _check_headers(options.headers or {}, errors, settings.allow_host_header)
+    sensitive = _check_header_names(options.sensitive_headers or [], errors)
     if errors:
         raise RequestValidationError(errors)
     engine = CheckOptions(
@@ -123,6 +137,8 @@ def resolve_options(
         max_redirects=max_redirects,
         expected_status=ranges,
         headers=headers,
+        sensitive_headers=sensitive,
+        forward_headers_on_redirect=options.forward_headers_on_redirect or "same-origin",
         verify_tls=True if options.verify_tls is None else options.verify_tls,
         max_body_bytes=max_body,
         retries=retries,
@@ -140,6 +156,8 @@ def public_options(options: CheckOptions) -> CheckOptionsPublic:
         max_redirects=options.max_redirects,
         expected_status=format_status_ranges(options.expected_status),
         headers=dict(options.headers),
+        sensitive_headers=list(options.sensitive_headers),
+        forward_headers_on_redirect=options.forward_headers_on_redirect,
         verify_tls=options.verify_tls,
         max_body_bytes=options.max_body_bytes,
         retries=options.retries,
@@ -147,7 +165,9 @@ def public_options(options: CheckOptions) -> CheckOptionsPublic:
     )
 
 
-def _check_headers(headers: dict[str, str], errors: list[dict[str, Any]]) -> dict[str, str]:
+def _check_headers(
+    headers: dict[str, str], errors: list[dict[str, Any]], allow_host: bool
+) -> dict[str, str]:
     if len(headers) > MAX_HEADERS:
         errors.append(
             _error(
@@ -160,8 +180,10 @@ def _check_headers(headers: dict[str, str], errors: list[dict[str, Any]]) -> dic
         size += len(name) + len(value)
         if not _TOKEN.match(name):
             errors.append(_error(loc, "header name must be an HTTP token", name, "header_name"))
-        elif name.lower() in _FORBIDDEN_HEADERS:
-            errors.append(_error(loc, "this header is managed by urlhealth", name, "header_name"))
+        elif name.lower() in _FORBIDDEN_HEADERS or (name.lower() == "host" and not allow_host):
+            why = _FORBIDDEN_HEADERS.get(name.lower(), _HOST_REFUSED)
+            msg = f"this header is managed by urlhealth: {why}"
+            errors.append(_error(loc, msg, name, "header_name"))
         if any(ch in value for ch in "\r\n\0") or not value.isascii():
             errors.append(
                 _error(
@@ -178,3 +200,15 @@ def _check_headers(headers: dict[str, str], errors: list[dict[str, Any]]) -> dic
             )
         )
     return headers
+
+
+def _check_header_names(names: list[str], errors: list[dict[str, Any]]) -> tuple[str, ...]:
+    """`sensitive_headers`: HTTP tokens, compared case-insensitively, so kept lowercase."""
+    if len(names) > MAX_HEADERS:
+        msg = f"at most {MAX_HEADERS} names"
+        errors.append(_error(("options", "sensitive_headers"), msg, None, "too_many_headers"))
+    for index, name in enumerate(names):
+        if not _TOKEN.match(name):
+            loc = ("options", "sensitive_headers", index)
+            errors.append(_error(loc, "header name must be an HTTP token", name, "header_name"))
+    return tuple(dict.fromkeys(name.lower() for name in names))

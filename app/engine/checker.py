@@ -16,6 +16,7 @@ import httpx
 from app.engine import answers, network, transport
 from app.engine.assertions import Observed, evaluate, outcome
 from app.engine.failures import classify
+from app.engine.headers import first_hop_headers, next_hop_headers
 from app.engine.options import CheckOptions, RetryPolicy, format_status_ranges
 from app.engine.tlsinfo import tls_info
 from app.schemas.assertions import FailedAssertion
@@ -119,7 +120,7 @@ class Checker:
         current = url
         visited = {str(current)}
         keep_body = options.assertions is not None and options.assertions.needs_body
-        headers = self._headers(options)
+        headers = first_hop_headers(self._http.default_headers, options.headers)
         while True:
             phases = network.Phases()
             with network.check_scope(deadline, phases):
@@ -136,9 +137,17 @@ class Checker:
                     if options.follow_redirects and status in REDIRECT_CODES:
                         answers.drain_small(response)
                         self._add_hop_time(seen, phases, headers_at, time.monotonic())
-                        current = answers.next_hop(
+                        target = answers.next_hop(
                             response, seen.hops, visited, options.max_redirects
                         )
+                        headers = next_hop_headers(
+                            headers,
+                            current,
+                            target,
+                            options.sensitive_headers,
+                            options.forward_headers_on_redirect,
+                        )
+                        current = target
                         continue
                     # Before the body: reading it to the end may close the connection.
                     stream = response.extensions.get("network_stream")
@@ -153,17 +162,6 @@ class Checker:
                 finally:
                     # Closing an unread body drops that connection instead of draining it.
                     response.close()
-
-    def _headers(self, options: CheckOptions) -> dict[str, str]:
-        if not options.headers:
-            return self._http.default_headers
-        merged = {
-            name: value
-            for name, value in self._http.default_headers.items()
-            if name.lower() not in {key.lower() for key in options.headers}
-        }
-        merged.update(options.headers)
-        return merged
 
     @staticmethod
     def _add_hop_time(

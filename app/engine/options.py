@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from app.schemas.assertions import Assertions
 
 Method = Literal["GET", "HEAD"]
+# Which request headers follow a redirect to another origin (see headers.py).
+ForwardPolicy = Literal["same-origin", "all"]
 
 
 def parse_status_ranges(spec: str | list[int | str]) -> tuple[tuple[int, int], ...]:
@@ -47,6 +49,9 @@ class CheckOptions:
     max_redirects: int = 10
     expected_status: tuple[tuple[int, int], ...] = ((200, 399),)
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Lowercase names dropped, with the credentials, on a redirect to another origin.
+    sensitive_headers: tuple[str, ...] = ()
+    forward_headers_on_redirect: ForwardPolicy = "same-origin"
     verify_tls: bool = True
     max_body_bytes: int = 1_048_576
     retries: int = 0

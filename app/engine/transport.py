@@ -7,7 +7,8 @@ check at a time, from a pool keyed by host: a lane is never shared, and its keep
 connection to a host is reused by the next check of that host. Because the dispatcher runs at
 most K checks of a host at once, at most K lanes (and so K connections) exist per host. Building
 a context loads the CA bundle (~37 ms of CPU), so all lanes share two ``SSLContext`` objects
-built once. Connections are made by the network backend (see network.py).
+built once. Connections are made by the network backend (see network.py) and owned by lanes
+(see connections.py); a reaper thread closes those of idle lanes when they expire.
 """
 
 from __future__ import annotations
@@ -21,68 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import certifi
-import httpcore
 import httpx
 
+from app.engine.connections import OwnedConnections
 from app.engine.network import CheckBackend
 from app.engine.policy import DestinationPolicy
 from app.engine.resolver import Resolver
-
-
-class _OwnedConnections(httpcore.ConnectionInterface):
-    """Stands in for httpcore's ConnectionPool inside a lane.
-
-    A lane is used by one check at a time, so this needs none of the pool's locks, events
-    and queue scans (a third of a check's CPU in profiles): one httpcore connection per
-    origin, kept alive for the next check of the host. A connection idle longer than the
-    keep-alive expiry is replaced; one the server closed sooner is not probed with poll()
-    before each request (one syscall, and one GIL hand-off, per check with hundreds of
-    threads): the request fails at once instead and is sent again on a fresh connection
-    (see checker._send). A check's redirects may add origins; the oldest beyond a few is
-    closed.
-    """
-
-    MAX_ORIGINS = 4
-
-    def __init__(
-        self, ssl_context: ssl.SSLContext, backend: CheckBackend, keepalive_expiry: float
-    ) -> None:
-        self._ssl_context = ssl_context
-        self._backend = backend
-        self._keepalive_expiry = keepalive_expiry
-        self._connections: dict[tuple[bytes, bytes, int], httpcore.HTTPConnection] = {}
-        self._last_used: dict[tuple[bytes, bytes, int], float] = {}
-
-    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
-        origin = request.url.origin
-        key = (origin.scheme, origin.host, origin.port)  # Origin itself is not hashable
-        now = time.monotonic()
-        connection = self._connections.pop(key, None)
-        if connection is not None and not (
-            connection.is_available() and now - self._last_used[key] < self._keepalive_expiry
-        ):
-            connection.close()
-            connection = None
-        if connection is None:
-            connection = httpcore.HTTPConnection(
-                origin=origin,
-                ssl_context=self._ssl_context,
-                keepalive_expiry=self._keepalive_expiry,
-                network_backend=self._backend,
-            )
-        self._connections[key] = connection  # most recent last
-        self._last_used[key] = now
-        if len(self._connections) > self.MAX_ORIGINS:
-            oldest = next(iter(self._connections))
-            self._connections.pop(oldest).close()
-            del self._last_used[oldest]
-        return connection.handle_request(request)
-
-    def close(self) -> None:
-        connections, self._connections = list(self._connections.values()), {}
-        self._last_used = {}
-        for connection in connections:
-            connection.close()
 
 
 class Lane(httpx.HTTPTransport):
@@ -96,8 +41,19 @@ class Lane(httpx.HTTPTransport):
         self, ssl_context: ssl.SSLContext, backend: CheckBackend, keepalive_expiry: float
     ) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
-        self._pool = _OwnedConnections(ssl_context, backend, keepalive_expiry)  # type: ignore[assignment]
+        self._owned = OwnedConnections(ssl_context, backend, keepalive_expiry)
+        self._pool = self._owned  # type: ignore[assignment]
         self.closed = False
+        # When its first connection expires, noted as it goes idle (read under the layer's lock).
+        self.expires_at: float | None = None
+
+    def note_idle(self) -> None:
+        """Called by its last user as the lane goes back to the pool."""
+        self.expires_at = self._owned.earliest_expiry()
+
+    def close_expired(self, now: float) -> bool:
+        """Close its connections expired at `now`; whether any are left."""
+        return self._owned.close_expired(now)
 
     def send(self, request: httpx.Request) -> httpx.Response:
         """The response with its body unread (read it with ``iter_raw``, then close it)."""
@@ -111,6 +67,9 @@ class Lane(httpx.HTTPTransport):
 
 
 LeaseKey = tuple[str, bool]
+# The reaper closes every connection expiring within this of the first due, in one wake, so
+# that a steady stream of checks does not wake it once per connection.
+REAP_SLACK_S = 0.25
 
 
 class HttpLayer:
@@ -123,6 +82,7 @@ class HttpLayer:
         resolver: Resolver,
         ca_bundle: Path | None = None,
         max_idle_clients: int = 256,
+        keepalive_expiry_s: float = 5.0,
     ) -> None:
         self._contexts = {True: _verifying_context(ca_bundle), False: _non_verifying_context()}
         self.backend = CheckBackend(policy, resolver)
@@ -136,12 +96,18 @@ class HttpLayer:
         }
         # Shorter than common server keep-alive timeouts (nginx 75 s); a connection the
         # server closed anyway is detected, or retried once (see checker).
-        self._keepalive_expiry = 5.0
+        self._keepalive_expiry = keepalive_expiry_s
         self._max_idle = max_idle_clients
         self._lock = threading.Lock()
         self._idle: OrderedDict[LeaseKey, list[Lane]] = OrderedDict()
         self._idle_count = 0
         self._closed = False
+        # Idle connections are closed as they expire, not left open until the next check of
+        # their host reuses (and then replaces) them: file descriptors are shared with checks.
+        self._reap_at: float | None = None  # when the reaper wakes next; None: nothing idle
+        self._wake = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="keepalive-reaper", daemon=True)
+        self._reaper.start()
 
     @contextmanager
     def lease(self, host: str, verify_tls: bool) -> Iterator[Lane]:
@@ -163,10 +129,17 @@ class HttpLayer:
 
     def _give_back(self, key: LeaseKey, lane: Lane) -> None:
         evicted: list[Lane] = []
+        lane.note_idle()
+        wake = False
         with self._lock:
             if self._closed:
                 evicted.append(lane)
             else:
+                if lane.expires_at is not None and (
+                    self._reap_at is None or lane.expires_at + REAP_SLACK_S < self._reap_at
+                ):
+                    self._reap_at = lane.expires_at + REAP_SLACK_S
+                    wake = True
                 self._idle.setdefault(key, []).append(lane)
                 self._idle.move_to_end(key)
                 self._idle_count += 1
@@ -178,6 +151,56 @@ class HttpLayer:
                         del self._idle[oldest_key]
         for stale in evicted:  # closing sockets is I/O: never under the lock
             stale.close()
+        if wake:
+            self._wake.set()
+
+    def _reap(self) -> None:
+        """The reaper thread: takes idle lanes with expired connections out of the pool under
+        the lock, closes those connections outside it, puts back lanes with any left, and
+        sleeps until the next expiry (or until a lane goes idle with nothing else to wait for).
+        """
+        while True:
+            self._wake.clear()  # before the scan: a lane given back after it wakes us again
+            now = time.monotonic()
+            with self._lock:
+                if self._closed:
+                    return
+                due = self._take_expired(now)
+            for key, lane in due:
+                if lane.close_expired(now):
+                    self._give_back(key, lane)
+                else:
+                    lane.close()
+            with self._lock:
+                first = min(
+                    (
+                        lane.expires_at
+                        for group in self._idle.values()
+                        for lane in group
+                        if lane.expires_at is not None
+                    ),
+                    default=None,
+                )
+                self._reap_at = None if first is None else first + REAP_SLACK_S
+                wake_at = self._reap_at
+            self._wake.wait(None if wake_at is None else max(0.0, wake_at - time.monotonic()))
+
+    def _take_expired(self, now: float) -> list[tuple[LeaseKey, Lane]]:
+        """Idle lanes with a connection expired at `now`, out of the pool (lock held)."""
+        taken: list[tuple[LeaseKey, Lane]] = []
+        for key, lanes in list(self._idle.items()):
+            keep: list[Lane] = []
+            for lane in lanes:
+                if lane.expires_at is not None and lane.expires_at <= now:
+                    taken.append((key, lane))
+                else:
+                    keep.append(lane)
+            if not keep:
+                del self._idle[key]
+            elif len(keep) < len(lanes):
+                self._idle[key] = keep  # in place: the key keeps its age
+        self._idle_count -= len(taken)
+        return taken
 
     def idle_clients(self) -> int:
         with self._lock:
@@ -193,8 +216,11 @@ class HttpLayer:
             lanes = [lane for group in self._idle.values() for lane in group]
             self._idle.clear()
             self._idle_count = 0
+        self._wake.set()
         for lane in lanes:
             lane.close()
+        if self._reaper is not threading.current_thread():
+            self._reaper.join(timeout=5)
 
 
 def _verifying_context(extra_ca: Path | None) -> ssl.SSLContext:

@@ -43,7 +43,22 @@ class JobOptions(BaseModel):
         examples=["200-399"],
     )
     headers: dict[str, str] | None = Field(
-        None, description="Extra request headers.", examples=[{"Accept": "text/html"}]
+        None,
+        description="Extra request headers. `Host` only where the operator allows it (then "
+        "for the first hop only); framing and hop-by-hop headers never.",
+        examples=[{"Accept": "text/html"}],
+    )
+    sensitive_headers: list[str] | None = Field(
+        None,
+        description="Header names (any case) dropped, like Authorization, Cookie and "
+        "Proxy-Authorization, when a redirect leads to another origin.",
+        examples=[["X-Api-Key"]],
+    )
+    forward_headers_on_redirect: Literal["same-origin", "all"] | None = Field(
+        None,
+        description="`same-origin` (default): credentials and `sensitive_headers` are not "
+        "sent after a redirect to another scheme, host or port (http on 80 to https on 443 "
+        "of the same host keeps them); `all`: every header follows every redirect.",
     )
     verify_tls: bool | None = Field(None, description="Verify TLS certificates.")
     max_body_bytes: int | None = Field(
@@ -93,6 +108,14 @@ class CheckOptionsPublic(BaseModel):
         description="Healthy status codes and ranges, normalised.", examples=["200-399"]
     )
     headers: dict[str, str] = Field(description="Extra request headers sent with each check.")
+    sensitive_headers: list[str] = Field(
+        default_factory=list,
+        description="Headers dropped with the credentials on a redirect to another origin "
+        "(lowercase).",
+    )
+    forward_headers_on_redirect: Literal["same-origin", "all"] = Field(
+        "same-origin", description="Which headers follow a redirect to another origin."
+    )
     verify_tls: bool = Field(description="Whether TLS certificates are verified.")
     max_body_bytes: int = Field(description="Body bytes read at most per check.")
     retries: int = Field(0, description="Extra attempts allowed after a retryable failure.")

@@ -30,6 +30,7 @@ def make_http(
     policy: DestinationPolicy | None = None,
     ca_bundle: Path | None = None,
     max_idle_clients: int = 256,
+    keepalive_expiry_s: float = 5.0,
 ) -> HttpLayer:
     return HttpLayer(
         "test-agent",
@@ -37,6 +38,7 @@ def make_http(
         resolver or SystemResolver(),
         ca_bundle=ca_bundle,
         max_idle_clients=max_idle_clients,
+        keepalive_expiry_s=keepalive_expiry_s,
     )
 
 
