@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.exceptions import RequestValidationError
 
+from app.api.validation import resolve_options
 from app.config import Settings
+from app.schemas.jobs import JobOptions
 from tests.conftest import RunningService, make_settings
 
 ServiceFactory = Callable[..., RunningService]
@@ -97,6 +100,38 @@ def test_lone_surrogate_is_422_naming_the_field_and_leaves_nothing_behind(
     assert "surrogate" in detail[0]["msg"]
     # The job list still renders for everyone, and nothing was stored.
     assert _jobs(shared)["count"] == before
+
+
+def test_a_value_the_answer_could_not_render_faithfully_is_422_and_stores_nothing(
+    shared: RunningService,
+) -> None:
+    # 1e400 is valid JSON and parses as inf, which `gt=0` admits; the job's answer would show
+    # it as null. Only a request whose answer renders is stored.
+    before = _jobs(shared)["count"]
+    raw = b'{"urls": ["%s"], "options": {"assertions": {"max_latency_ms": 1e400}}}' % (
+        OK_URL.encode()
+    )
+
+    response = shared.client.post("/v1/jobs", content=raw, headers=JSON)
+
+    detail = _errors(response, 422)
+    assert [e["loc"] for e in detail] == [["body", "options", "assertions", "max_latency_ms"]]
+    assert "finite" in detail[0]["msg"]
+    assert _jobs(shared)["count"] == before
+
+
+def test_options_are_checked_for_renderability_before_anything_is_submitted() -> None:
+    # The body check stops surrogates first, so no request reaches this line with one; the
+    # options are checked again as the job would show them, whatever built them.
+    options = JobOptions.model_validate(
+        {"assertions": {"json_path": [{"path": "$.a", "equals": "\ud800"}]}}
+    )
+
+    with pytest.raises(RequestValidationError) as caught:
+        resolve_options(options, make_settings())
+
+    locs = [error["loc"] for error in caught.value.errors()]
+    assert locs == [("body", "options", "assertions", "json_path", 0, "equals")]
 
 
 # --- what an error echoes is bounded -------------------------------------------------------
@@ -203,12 +238,16 @@ def test_the_default_limit_admits_a_full_job_of_the_longest_urls(
 # --- content type and encoding --------------------------------------------------------------
 
 
-def test_a_body_without_content_type_is_read_as_json(shared: RunningService) -> None:
+def test_a_body_without_content_type_is_415_naming_content_type(shared: RunningService) -> None:
+    # Chosen over reading it as JSON: a browser may send such a body across origins without
+    # asking first, as it may a form; a JSON content type it may not.
     body = json.dumps({"urls": [OK_URL]}).encode()
 
     response = shared.client.post("/v1/jobs", content=body)
 
-    assert response.status_code == 202, response.text
+    detail = _errors(response, 415)
+    assert detail[0]["loc"] == ["header", "content-type"]
+    assert "application/json" in detail[0]["msg"]
 
 
 @pytest.mark.parametrize(
