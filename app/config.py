@@ -3,12 +3,18 @@ an optional TOML file of overrides, then environment variables prefixed ``URLHEA
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import json
+import logging
+import os
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -18,6 +24,8 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "URLHEALTH_"
+
+log = logging.getLogger("urlhealth.config")
 
 # Comma-separated in the environment ("127.0.0.0/8,::1/128"), a list in TOML.
 NetworkList = Annotated[tuple[str, ...], NoDecode]
@@ -34,6 +42,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    # Request bodies: larger ones are refused with 413 before they are parsed. The default
+    # holds a full job (max_urls_per_job URLs of max_url_length) twice over.
+    max_request_bytes: int = Field(4_194_304, ge=1024)
 
     # Engine
     workers: int = Field(64, ge=1, le=4096)
@@ -143,8 +155,18 @@ class Settings(BaseSettings):
         pairs += [("max_urls_per_job", "max_queued_checks"), ("max_sync_urls", "max_queued_checks")]
         for default, ceiling in pairs:
             if getattr(self, default) > getattr(self, ceiling):
-                # Otherwise a request could be refused with 429 forever.
-                raise ValueError(f"{default} must not exceed {ceiling}")
+                # Otherwise a request could be refused with 429 forever. The names ride in
+                # ctx so that load_settings can say where each value came from.
+                raise PydanticCustomError(
+                    "settings_conflict",
+                    "{default} ({default_value}) must not exceed {ceiling} ({ceiling_value})",
+                    {
+                        "default": default,
+                        "default_value": getattr(self, default),
+                        "ceiling": ceiling,
+                        "ceiling_value": getattr(self, ceiling),
+                    },
+                )
         return self
 
     @classmethod
@@ -167,7 +189,10 @@ class _ConfigLocation(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings; a bad value raises SettingsError naming the setting."""
+    """Build the settings; a bad value raises SettingsError naming the setting, its value
+    and where that value came from. Unknown URLHEALTH_* variables are logged as warnings."""
+    for warning in unknown_variables(os.environ):
+        log.warning("%s", warning)
     path = config_file if config_file is not None else _ConfigLocation().config_file
     if path is not None and not path.is_file():
         raise SettingsError(f"config file {path}: no such file")
@@ -178,15 +203,91 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return _Loaded(**overrides)
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from exc
+        raise SettingsError(_describe(exc, _Origins(path, overrides))) from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path}: not valid TOML: {exc}") from exc
 
 
-def _describe(exc: ValidationError) -> str:
+def _variable(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> Iterator[str]:
+    """A warning for each URLHEALTH_* variable that names no setting (a typo would otherwise
+    be ignored in silence), with the closest setting's variable."""
+    known = {_variable(name) for name in Settings.model_fields} | {_variable("config_file")}
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "see config/defaults.toml"
+        yield f"{name} is not a setting and is ignored; {hint}"
+
+
+class _Origins:
+    """Where each setting's value came from, by the sources' precedence: arguments, then the
+    environment, then the config file, then the built-in default."""
+
+    def __init__(self, path: Path | None, overrides: Mapping[str, Any]) -> None:
+        self.path = path
+        self.overrides = overrides
+        self.environ = {
+            name.upper(): value
+            for name, value in os.environ.items()
+            if name.upper().startswith(ENV_PREFIX)
+        }
+        self.file: dict[str, Any] = {}
+        if path is not None:
+            try:
+                self.file = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self.file = {}
+
+    def where(self, name: str, value: Any) -> str:
+        """`name = value` and its origin, for a message about one setting."""
+        if name in self.overrides:
+            return f"{name} = {_shown(value)} given as an argument"
+        if _variable(name) in self.environ:
+            return f"{_variable(name)}={self.environ[_variable(name)]!r} in the environment"
+        if name in self.file:
+            return f"{name} = {_shown(value)} in config file {self.path}"
+        return f"{name} = {_shown(value)}"
+
+    def named(self, name: str, value: Any) -> str:
+        """`name = value (origin)`, for a message about two settings."""
+        if name in self.overrides:
+            origin = "given as an argument"
+        elif _variable(name) in self.environ:
+            origin = f"{_variable(name)} in the environment"
+        elif name in self.file:
+            origin = f"in config file {self.path}"
+        else:
+            origin = "the default"
+        return f"{name} = {_shown(value)} ({origin})"
+
+
+def _shown(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str)
+    except ValueError:
+        return repr(value)
+
+
+def _describe(exc: ValidationError, origins: _Origins) -> str:
     lines = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        name = f"{ENV_PREFIX}{field.upper()}" if field != "settings" else field
-        lines.append(f"{name} ({field}): {error['msg']}")
+        ctx = error.get("ctx") or {}
+        if error["type"] == "settings_conflict":
+            first = origins.named(ctx["default"], ctx["default_value"])
+            second = origins.named(ctx["ceiling"], ctx["ceiling_value"])
+            lines.append(f"{first} must not exceed {second}")
+            continue
+        field = ".".join(str(part) for part in error["loc"][:1]) or "settings"
+        where = origins.where(field, error.get("input"))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, sorted(Settings.model_fields), n=1)
+            message = f"not a setting; did you mean {close[0]}?" if close else "not a setting"
+        lines.append(f"{where}: {message}")
     return "invalid settings: " + "; ".join(lines)

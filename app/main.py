@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
+from app.api.body_limit import BodyLimit
 from app.api.loop_guard import guard_loop, stop_guard
 from app.api.routes import check, health, jobs, status
 from app.config import Settings, load_settings
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     )
     app.state.services = services
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     for module in (health, status, jobs, check):
         app.include_router(module.router)
     return app

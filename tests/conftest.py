@@ -76,6 +76,8 @@ def make_settings(**overrides: Any) -> Settings:
         "log_level": "warning",
         "shutdown_grace_s": 2.0,
         "allowed_networks": ("127.0.0.0/8", "::1/128"),
+        # Never the default 8000: the tests must run beside a service started by hand.
+        "port": free_port(),
     }
     base.update(overrides)
     return load_settings(None, **base)

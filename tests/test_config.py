@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +260,98 @@ def test_cli_exits_2_when_the_config_file_is_missing(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "absent.toml" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- messages say where a value came from, and what it was ---------------------------------
+
+
+def test_bad_value_in_config_file_is_reported_under_the_file_not_a_variable(
+    tmp_path: Path,
+) -> None:
+    path = write_toml(tmp_path / "bad.toml", "workers = 0\n")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path)
+
+    message = str(caught.value)
+    assert "URLHEALTH_WORKERS" not in message
+    assert f"workers = 0 in config file {path}" in message
+
+
+def test_bad_environment_value_is_reported_with_its_value_and_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("URLHEALTH_WORKERS", "many")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    assert "URLHEALTH_WORKERS='many' in the environment" in str(caught.value)
+
+
+def test_cross_setting_error_names_both_settings_their_values_and_origins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_toml(tmp_path / "limits.toml", "max_queued_checks = 500\n")
+    monkeypatch.setenv("URLHEALTH_MAX_URLS_PER_JOB", "2000")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path)
+
+    message = str(caught.value)
+    assert "settings (settings)" not in message
+    assert "max_urls_per_job = 2000 (URLHEALTH_MAX_URLS_PER_JOB in the environment)" in message
+    assert f"max_queued_checks = 500 (in config file {path})" in message
+
+
+def test_unknown_setting_in_config_file_suggests_the_closest(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "typo.toml", "worker = 5\n")
+
+    with pytest.raises(SettingsError, match="did you mean workers"):
+        load_settings(path)
+
+
+@pytest.fixture
+def config_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    # The app's "urlhealth" logger stops propagation once an app is built: listen directly.
+    logger = logging.getLogger("urlhealth.config")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.WARNING, logger="urlhealth.config")
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_a_misspelt_environment_variable_warns_naming_the_closest_setting(
+    monkeypatch: pytest.MonkeyPatch, config_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("URLHEALTH_WORKER", "5")
+    monkeypatch.setenv("URLHEALTH_ALLOWED_NETWORK", "127.0.0.0/8")
+
+    settings = load_settings()
+
+    assert settings.workers == _default("workers")
+    warnings = [r.getMessage() for r in config_log.records if r.levelno == logging.WARNING]
+    assert any(
+        "URLHEALTH_WORKER " in w and "did you mean URLHEALTH_WORKERS" in w for w in warnings
+    ), warnings
+    assert any("did you mean URLHEALTH_ALLOWED_NETWORKS" in w for w in warnings), warnings
+
+
+def test_known_environment_variables_do_not_warn(
+    monkeypatch: pytest.MonkeyPatch, config_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("URLHEALTH_WORKERS", "5")
+    monkeypatch.setenv("URLHEALTH_CONFIG_FILE", str(DEFAULTS_TOML))
+
+    load_settings()
+
+    assert [r.getMessage() for r in config_log.records] == []
+
+
+def test_cli_warns_about_a_misspelt_variable_before_starting() -> None:
+    # The bad URLHEALTH_WORKERS stops the start, so the warning is all there is to see.
+    done = _serve(URLHEALTH_WORKES="5", URLHEALTH_WORKERS="0")
+
+    assert done.returncode == 2, done.stderr
+    assert "URLHEALTH_WORKES" in done.stderr
+    assert "URLHEALTH_WORKERS" in done.stderr

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import httpx
 from fastapi.exceptions import RequestValidationError
 
+from app.api.body import unrenderable
 from app.config import Settings
 from app.engine.options import CheckOptions, format_status_ranges, parse_status_ranges
 from app.engine.urls import DedupeKey, dedupe_key, parse_url
@@ -144,7 +145,13 @@ def resolve_options(
         retries=retries,
         assertions=options.assertions,
     )
-    return engine, public_options(engine)
+    public = public_options(engine)
+    # Nothing is stored unless its answer renders faithfully: JSON has no inf (1e400 parses
+    # as one) and no lone surrogates, and a stored job that cannot render breaks every list.
+    errors = list(unrenderable(public.model_dump(), ("body", "options"), finite=True))
+    if errors:
+        raise RequestValidationError(errors)
+    return engine, public
 
 
 def public_options(options: CheckOptions) -> CheckOptionsPublic:

@@ -262,7 +262,7 @@ class CheckBackend(httpcore.NetworkBackend):
             phases.dns += time.monotonic() - started
         verdict = self._policy.check_addresses(addresses, port)
         if not verdict.allowed:
-            raise CheckFailure(ErrorKind.BLOCKED, f"{host} is denied: {verdict.rule}")
+            raise CheckFailure(ErrorKind.BLOCKED, f"{host} is denied: {verdict.explain()}")
         started = time.monotonic()
         try:
             inner, address = self._connect_first(

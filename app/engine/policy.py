@@ -30,7 +30,7 @@ denial: one bad answer denies the name, and an empty answer is denied too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import TypeAlias
 
@@ -50,11 +50,25 @@ __all__ = [
 
 CLOUD_METADATA = "cloud metadata"
 
+# Where a built-in denial can be lifted; shown with it, since a newcomer's first check of a
+# local URL meets one (the name is the setting's in app/config.py and its variable's).
+ALLOW_HINT = (
+    "to check it, add its network to the setting allowed_networks (URLHEALTH_ALLOWED_NETWORKS)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
     rule: str | None = None
+    # True when allowed_networks could allow it: a built-in rule other than cloud metadata.
+    # Advice, not part of the decision, so verdicts compare without it.
+    allowable: bool = field(default=False, compare=False)
+
+    def explain(self) -> str:
+        """The rule, and for a built-in denial the setting that lifts it."""
+        rule = self.rule or "denied"
+        return f"{rule}; {ALLOW_HINT}" if self.allowable else rule
 
 
 ALLOWED = Verdict(True)
@@ -251,7 +265,8 @@ class DestinationPolicy:
             for form, inner in embedded:
                 verdict = self.check_address(inner, port)
                 if not verdict.allowed:
-                    return Verdict(False, f"{form} {_show(ip)} -> {verdict.rule}")
+                    shown = f"{form} {_show(ip)} -> {verdict.rule}"
+                    return Verdict(False, shown, verdict.allowable)
             if embedded:
                 return ALLOWED
         rule = next((r for r in BUILTIN_RULES if ip in r.network), None)
@@ -262,4 +277,4 @@ class DestinationPolicy:
             # Both contain ip, so a prefix at least as long means net lies inside the rule's.
             if ip in net and (not sticky or net.prefixlen >= rule.network.prefixlen):
                 return ALLOWED
-        return Verdict(False, rule.describe())
+        return Verdict(False, rule.describe(), allowable=not sticky)

@@ -33,7 +33,11 @@ class JobOptions(BaseModel):
         None, description="HTTP method. A HEAD answered 405 or 501 is retried once as GET."
     )
     timeout_s: float | None = Field(
-        None, gt=0, description="One deadline for the whole check, all hops.", examples=[5]
+        None,
+        gt=0,
+        description="One deadline per attempt, in seconds, for all of it: DNS, connect, TLS, "
+        "every read and write, every redirect hop. A retry gets a new one.",
+        examples=[5],
     )
     follow_redirects: bool | None = Field(None, description="Follow 301/302/303/307/308.")
     max_redirects: int | None = Field(None, ge=0, description="Redirect hops allowed.")
@@ -101,7 +105,10 @@ class CheckOptionsPublic(BaseModel):
     """The options a job runs with, defaults filled in."""
 
     method: Literal["GET", "HEAD"] = Field(description="HTTP method sent first.")
-    timeout_s: float = Field(description="One deadline for the whole check, all hops, in seconds.")
+    timeout_s: float = Field(
+        description="One deadline per attempt, in seconds, for all of it: DNS, connect, TLS, "
+        "every read and write, every redirect hop. A retry gets a new one."
+    )
     follow_redirects: bool = Field(description="Whether redirects are followed.")
     max_redirects: int = Field(description="Redirect hops allowed.")
     expected_status: str = Field(

@@ -231,3 +231,32 @@ def test_redirect_from_an_allowed_target_to_a_denied_address_is_blocked(
     assert result["redirects"] == [{"url": start, "status_code": 302, "location": location}]
     assert connects.connects == [("127.0.0.1", redirect_server.port)]
     assert canaries.hits() == {}
+
+
+def test_a_blocked_loopback_url_names_the_setting_that_allows_it(
+    guarded: Callable[..., tuple[RunningService, ConnectGuard]], canaries: Canaries
+) -> None:
+    svc, connects = guarded(allowed_networks=())
+
+    done = run_job(svc, [f"http://127.0.0.1:{canaries.v4.port}/", "http://private.test/"])
+
+    for result in done["results"]:
+        message = result["error"]["message"]
+        assert "URLHEALTH_ALLOWED_NETWORKS" in message, message
+        assert "allowed_networks" in message, message
+    assert connects.connects == []
+    assert canaries.hits() == {}
+
+
+def test_a_url_denied_by_the_operator_does_not_suggest_allowing_it(
+    guarded: Callable[..., tuple[RunningService, ConnectGuard]], canaries: Canaries
+) -> None:
+    # denied_networks wins over allowed_networks: pointing at the latter would mislead.
+    svc, _connects = guarded(denied_networks=("127.0.0.0/8",))
+
+    done = run_job(svc, [f"http://127.0.0.1:{canaries.v4.port}/"])
+
+    message = done["results"][0]["error"]["message"]
+    assert "denied by settings" in message
+    assert "ALLOWED_NETWORKS" not in message
+    assert canaries.hits() == {}

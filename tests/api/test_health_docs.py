@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +148,54 @@ def test_unknown_path_is_404_json(shared: RunningService) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/json")
     assert response.json() == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_endpoints_answer_head_for_load_balancers(shared: RunningService, path: str) -> None:
+    response = shared.client.head(path)
+
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/jobs/abc", {"GET", "DELETE"}),
+        ("PATCH", "/v1/jobs", {"GET", "POST"}),
+        ("POST", "/v1/status", {"GET"}),
+        ("DELETE", "/healthz", {"GET", "HEAD"}),
+    ],
+)
+def test_405_lists_every_method_the_path_supports(
+    shared: RunningService, method: str, path: str, allowed: set[str]
+) -> None:
+    response = shared.client.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("application/json")
+    listed = {item.strip() for item in response.headers["allow"].split(",")}
+    assert allowed <= listed
+    assert method not in listed
+
+
+def test_timeout_s_is_described_alike_everywhere(openapi: dict[str, Any]) -> None:
+    # The checker gives each attempt one deadline for all its hops (app/engine/checker.py).
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    defaults = (repo / "config" / "defaults.toml").read_text(encoding="utf-8")
+    schemas = openapi["components"]["schemas"]
+    descriptions = {
+        "README": next(line for line in readme.splitlines() if line.startswith("| `timeout_s`")),
+        "defaults.toml": next(
+            line for line in defaults.splitlines() if line.startswith("default_timeout_s")
+        ),
+        "JobOptions": schemas["JobOptions"]["properties"]["timeout_s"]["description"],
+        "CheckOptionsPublic": schemas["CheckOptionsPublic"]["properties"]["timeout_s"][
+            "description"
+        ],
+    }
+
+    for where, text in descriptions.items():
+        assert "per attempt" in text, (where, text)
+        assert "whole check" not in text, (where, text)

@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 
+from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
 from app.api.validation import prepare_urls, resolve_options
 from app.engine.checker import unfinished_result
@@ -13,7 +14,7 @@ from app.engine.urls import dedupe_key
 from app.schemas.jobs import CheckRequest, CheckResponse
 from app.schemas.results import CheckResult, ErrorKind
 
-router = APIRouter(prefix="/v1", tags=["check"])
+router = APIRouter(prefix="/v1", tags=["check"], route_class=JSONBodyRoute)
 
 # Beyond the check deadline, time for a worker to become free before the answer is abandoned.
 _QUEUE_ALLOWANCE_S = 5.0

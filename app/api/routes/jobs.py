@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
 from app.api.stream import NDJSONResponse, open_stream
 from app.api.validation import prepare_urls, resolve_options
 from app.schemas.jobs import JobCreate, JobHeader, JobPublic, JobsPublic, StreamLine
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=JSONBodyRoute)
 
 _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No job with that id (never existed, or expired)."},

@@ -7,10 +7,11 @@ import time
 from fastapi import APIRouter
 
 from app import __version__
+from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
 from app.schemas.status import StatusPublic
 
-router = APIRouter(prefix="/v1", tags=["status"])
+router = APIRouter(prefix="/v1", tags=["status"], route_class=JSONBodyRoute)
 
 
 @router.get("/status", response_model=StatusPublic, summary="Service status and counters")
