@@ -90,9 +90,16 @@ class Dispatcher:
     ) -> JobHeader:
         """Accept a job and return at once; its checks are scheduled by its gatherer thread,
         so the caller (an API request) is not held while thousands are handed out."""
+        # Parsed before anything is counted or stored: what fails after admission must be
+        # given back, and a job stored without its checks would stay queued forever.
+        urls_parsed = parsed if parsed is not None else [httpx.URL(url) for url in urls]
         self._ledger.admit(len(urls))
-        header = self._store.create_job(urls, public_options, duplicates_removed)
-        checks = self._checks(header.id, urls, options, parsed)
+        try:
+            header = self._store.create_job(urls, public_options, duplicates_removed)
+        except BaseException:
+            self._ledger.refund(len(urls))
+            raise
+        checks = self._checks(header.id, urls, options, urls_parsed)
         with self._lock:
             self._jobs[header.id] = checks
         gatherer = threading.Thread(

@@ -61,6 +61,14 @@ class CheckLedger:
             if count:
                 self._drained.clear()
 
+    def refund(self, count: int) -> None:
+        """Give back `count` admitted checks that never came to exist (their job could not be
+        stored), so a failed submission leaves no capacity taken."""
+        with self._lock:
+            self._pending -= count
+            if self._pending == 0:
+                self._drained.set()
+
     def stop_accepting(self) -> None:
         with self._lock:
             self._accepting = False

@@ -89,6 +89,26 @@ def test_job_exactly_at_max_queued_is_accepted(
     assert engine.wait_final(job.id).status is JobStatus.DONE
 
 
+def test_a_job_the_store_fails_to_keep_gives_its_capacity_back(
+    engine_factory: Callable[..., Engine], target: ThreadedUvicorn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No store fails on demand yet (the durable one will, on a full disk): stand one in.
+    engine = engine_factory(workers=2, max_queued=5)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(engine.store, "create_job", fail)
+    for _ in range(3):
+        with pytest.raises(OSError, match="disk full"):
+            engine.submit([f"{target.url}/status/200?n={n}" for n in range(5)])
+    assert engine.dispatcher.counters() == (0, 0, 0)
+    assert engine.dispatcher.idle()
+    monkeypatch.undo()
+    job = engine.submit([f"{target.url}/status/200?n={n}" for n in range(5)])
+    assert engine.wait_final(job.id).status is JobStatus.DONE
+
+
 def test_capacity_is_held_while_a_job_runs_and_released_when_it_finishes(
     engine_factory: Callable[..., Engine], target: ThreadedUvicorn
 ) -> None:
