@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
+    # Client connections (app/lifecycle/connections.py)
+    request_head_timeout_s: float = Field(10.0, gt=0)
+    keepalive_timeout_s: float = Field(5.0, gt=0)
+    # File descriptors are shared with the checks: leave them most of a 1024 limit.
+    max_connections: int = Field(512, ge=1)
+
     # Engine
     workers: int = Field(64, ge=1, le=4096)
     # Run fewer checks at once than there are workers while the API's event loop falls
