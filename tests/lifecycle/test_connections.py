@@ -155,6 +155,21 @@ def test_an_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(
     assert closed[0].startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_half_sent_second_request_on_a_kept_alive_connection_is_timed_out(
+    svc: ServiceProcess,
+) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with sockets(1, svc, request) as (sock,):
+        first = b""
+        while b"\r\n\r\n" not in first or not first.endswith(b"}"):
+            first += sock.recv(65536)  # the first answer, kept alive
+        sock.sendall(HALF_HEAD)
+        closed = read_until_closed([sock], HEAD_TIMEOUT_S + MARGIN_S)
+
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert closed[0].startswith(b"HTTP/1.1 408 ")
+
+
 def test_a_request_head_too_large_is_answered_431_in_json(svc: ServiceProcess) -> None:
     with httpx.Client(timeout=10.0, trust_env=False) as client:
         response = client.get(f"{svc.url}/healthz", headers={"X-Big": "a" * 1_000_000})
