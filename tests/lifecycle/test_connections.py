@@ -160,9 +160,7 @@ def test_a_half_sent_second_request_on_a_kept_alive_connection_is_timed_out(
 ) -> None:
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     with sockets(1, svc, request) as (sock,):
-        first = b""
-        while b"\r\n\r\n" not in first or not first.endswith(b"}"):
-            first += sock.recv(65536)  # the first answer, kept alive
+        first = read_answer(sock)  # the connection is kept alive
         sock.sendall(HALF_HEAD)
         closed = read_until_closed([sock], HEAD_TIMEOUT_S + MARGIN_S)
 
@@ -191,9 +189,13 @@ def test_a_malformed_request_head_is_answered_400_in_json(svc: ServiceProcess) -
 
 
 def test_connections_beyond_the_cap_are_closed_at_once_and_service_resumes() -> None:
-    env = {"URLHEALTH_MAX_CONNECTIONS": "20", "URLHEALTH_REQUEST_HEAD_TIMEOUT_S": "120"}
+    env = {"URLHEALTH_MAX_CONNECTIONS": "20", "URLHEALTH_KEEPALIVE_TIMEOUT_S": "120"}
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     with running_service(env=env) as svc:
-        with sockets(20, svc, HALF_HEAD) as holders:
+        with sockets(20, svc, request) as holders:
+            # Each holder has its answer, so the server counts it (and not an earlier one).
+            for sock in holders:
+                assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
             with sockets(5, svc, HALF_HEAD) as extra:
                 refused = read_until_closed(extra, MARGIN_S)
 
@@ -203,6 +205,17 @@ def test_connections_beyond_the_cap_are_closed_at_once_and_service_resumes() -> 
 
         # Once the holders go, the service takes connections again.
         assert wait_until(lambda: _succeeds(svc), timeout_s=MARGIN_S)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One small answer to a GET, its JSON body ending in `}`."""
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
 
 
 def _succeeds(svc: ServiceProcess) -> bool:
