@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import html
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
@@ -45,10 +45,11 @@ REDOC_HEADERS = _headers(
 
 
 def _static_dir(package: str) -> Path:
-    root = resources.files(package)
-    if not isinstance(root, Path):  # pip installs packages as directories
-        raise RuntimeError(f"{package} is not installed as a directory")
-    return root / "static"
+    # Found, not imported: only the package's files are used.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{package} is not installed (it ships the docs' scripts)")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
 def _assets() -> dict[str, tuple[Path, str]]:
