@@ -10,6 +10,7 @@ import uvicorn
 
 from app import __version__
 from app.config import SettingsError, load_settings
+from app.lifecycle.connections import protocol_for
 from app.lifecycle.server import Server
 from app.main import create_app
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_level=settings.log_level,
         workers=1,  # the results store lives in this process
+        http=protocol_for(settings),  # head and keep-alive timeouts, a connection cap
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # Request bodies: larger ones are refused with 413 before they are parsed. The default
     # holds a full job (max_urls_per_job URLs of max_url_length) twice over.
     max_request_bytes: int = Field(4_194_304, ge=1024)
+    # Client connections (app/lifecycle/connections.py)
+    request_head_timeout_s: float = Field(10.0, gt=0)
+    keepalive_timeout_s: float = Field(5.0, gt=0)
+    # File descriptors are shared with the checks: leave them most of a 1024 limit.
+    max_connections: int = Field(512, ge=1)
 
     # Engine
     workers: int = Field(64, ge=1, le=4096)

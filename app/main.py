@@ -14,7 +14,7 @@ from app import __version__
 from app.api import errors
 from app.api.body_limit import BodyLimit
 from app.api.loop_guard import guard_loop, stop_guard
-from app.api.routes import check, health, jobs, status
+from app.api.routes import check, docs, health, jobs, status
 from app.config import Settings, load_settings
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
 from app.engine.resolver import Resolver
@@ -79,11 +79,13 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN: app/api/routes/docs.py serves ours
+        redoc_url=None,
     )
     app.state.services = services
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    for module in (health, status, jobs, check):
+    for module in (health, status, jobs, check, docs):
         app.include_router(module.router)
     return app
 
