@@ -178,7 +178,9 @@ def _probe(engine: Engine, url: URL) -> None:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise DatabaseError(f"cannot open the database {masked(url)}: {_reason(exc, url)}") from None
+        raise DatabaseError(
+            f"cannot open the database {masked(url)}: {_reason(exc, url)}"
+        ) from None
 
 
 def _reason(exc: SQLAlchemyError, url: URL) -> str:

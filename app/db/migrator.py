@@ -72,7 +72,9 @@ def upgrade(database: Database) -> Upgrade:
     head = head_revision()
     with database.write_engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            )
         before = current_revision(connection)
         if before is not None and not _known(script, before):
             raise SchemaTooNew(

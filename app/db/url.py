@@ -60,9 +60,7 @@ def _parse(text: str) -> URL:
         return URL.create("sqlite")
     if scheme not in (*_POSTGRES_SCHEMES, "sqlite"):
         # Only the scheme is named: the rest of the URL may hold a password.
-        raise DatabaseUrlError(
-            f"{SETTING}: unsupported scheme {scheme!r}; expected {_ACCEPTED}"
-        )
+        raise DatabaseUrlError(f"{SETTING}: unsupported scheme {scheme!r}; expected {_ACCEPTED}")
     try:
         url = make_url(f"{scheme}://{rest}")
     except (ArgumentError, ValueError):

@@ -12,7 +12,12 @@ import pytest
 
 from app.db.engine import Database, open_database
 from app.db.url import sqlalchemy_url
-from tests.support.postgres import HOW_TO_ENABLE, PostgresServer, PostgresUnavailable, start_postgres
+from tests.support.postgres import (
+    HOW_TO_ENABLE,
+    PostgresServer,
+    PostgresUnavailable,
+    start_postgres,
+)
 
 BACKENDS = ("memory", "sqlite", "postgresql")
 

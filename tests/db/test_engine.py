@@ -27,19 +27,22 @@ def _pragma(database: Database, name: str) -> object:
 
 
 def test_sqlite_file_pragmas_are_in_effect_on_every_connection(tmp_path: Path) -> None:
-    with open_database(sqlalchemy_url(None, tmp_path)) as database:
-        with database.engine.connect() as first, database.engine.connect() as second:
-            for connection in (first, second):
-                values = {
-                    name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
-                    for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
-                }
-                assert values == {
-                    "journal_mode": "wal",
-                    "busy_timeout": 5000,
-                    "foreign_keys": 1,
-                    "synchronous": 1,  # NORMAL
-                }
+    with (
+        open_database(sqlalchemy_url(None, tmp_path)) as database,
+        database.engine.connect() as first,
+        database.engine.connect() as second,
+    ):
+        for connection in (first, second):
+            values = {
+                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+            }
+            assert values == {
+                "journal_mode": "wal",
+                "busy_timeout": 5000,
+                "foreign_keys": 1,
+                "synchronous": 1,  # NORMAL
+            }
 
 
 def test_sqlite_auto_vacuum_is_incremental_once_tables_exist(tmp_path: Path) -> None:
@@ -78,9 +81,12 @@ def test_two_memory_databases_are_separate(tmp_path: Path) -> None:
         with one.write_engine.begin() as connection:
             connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
         with other.engine.connect() as connection:
-            assert connection.exec_driver_sql(
-                "SELECT count(*) FROM sqlite_master WHERE name = 't'"
-            ).scalar() == 0
+            assert (
+                connection.exec_driver_sql(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 't'"
+                ).scalar()
+                == 0
+            )
 
 
 def test_memory_database_reads_never_see_an_open_write_transaction(tmp_path: Path) -> None:
@@ -112,9 +118,8 @@ def test_memory_database_reads_never_see_an_open_write_transaction(tmp_path: Pat
 
 def test_a_second_opener_of_one_sqlite_file_is_refused(tmp_path: Path) -> None:
     url = sqlalchemy_url(None, tmp_path)
-    with open_database(url):
-        with pytest.raises(DatabaseLocked) as caught:
-            open_database(url)
+    with open_database(url), pytest.raises(DatabaseLocked) as caught:
+        open_database(url)
 
     message = str(caught.value)
     assert str(tmp_path / "urlhealth.db") in message
@@ -183,7 +188,8 @@ def test_unreachable_postgres_names_the_masked_url_and_the_reason(
     assert "refused" in message.lower()
     assert SECRET not in message
     assert SECRET not in caplog.text
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
 
 
 def test_postgres_with_a_password_connects_and_never_logs_it(

@@ -24,7 +24,11 @@ def test_upgrade_applies_the_schema_once_then_does_nothing(database: Database) -
     second = upgrade(database)
 
     assert (first.before, first.after, first.applied) == (None, head_revision(), True)
-    assert (second.before, second.after, second.applied) == (head_revision(), head_revision(), False)
+    assert (second.before, second.after, second.applied) == (
+        head_revision(),
+        head_revision(),
+        False,
+    )
     assert set(inspect(database.engine).get_table_names()) == TABLES
     with database.engine.connect() as connection:
         assert current_revision(connection) == head_revision()

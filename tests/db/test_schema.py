@@ -5,12 +5,11 @@ instance's unfinished jobs; deleting a job takes its rows with it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from app.db.engine import Database
 from app.db.migrator import upgrade
@@ -20,9 +19,9 @@ T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(database: Database) -> Iterator[Database]:
+def db(database: Database) -> Database:
     upgrade(database)
-    yield database
+    return database
 
 
 def _add_job(
@@ -88,7 +87,9 @@ def test_results_page_in_completion_order_as_stored_bytes(db: Database) -> None:
     _add_job(db, job, urls=50)
     order = [(i * 7) % 50 for i in range(50)]  # completion order differs from URL order
     with db.write_engine.begin() as connection:
-        connection.execute(insert(results), [_result(job, idx, seq) for seq, idx in enumerate(order)])
+        connection.execute(
+            insert(results), [_result(job, idx, seq) for seq, idx in enumerate(order)]
+        )
 
     def page(offset: int, limit: int) -> list[bytes]:
         with db.engine.connect() as connection:
@@ -181,8 +182,8 @@ def test_deleting_a_job_deletes_its_urls_and_results(db: Database) -> None:
 
 
 def test_naive_datetimes_are_refused(db: Database) -> None:
-    with pytest.raises(Exception, match="naive datetime"):
-        _add_job(db, "e" * 32, created_at=datetime(2026, 12, 1, 12, 0))  # noqa: DTZ001
+    with pytest.raises(StatementError, match="naive datetime"):
+        _add_job(db, "e" * 32, created_at=datetime(2026, 12, 1, 12, 0))
 
 
 @pytest.mark.parametrize("database_url", ["memory"], indirect=True)

@@ -71,15 +71,30 @@ class PostgresServer:
         self.port = 0
 
     def init(self) -> PostgresServer:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--no-sync", "--locale=C")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        )
         return self
 
     def _run(self, tool: str, *args: str, timeout: float = START_TIMEOUT_S) -> None:
         command = [*self._prefix, str(self._bindir / tool), *args]
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, check=False,
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
                 cwd=self.root,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -104,8 +119,19 @@ class PostgresServer:
                 "-c max_connections=100",
             ]
         )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w",
-                  "-t", str(START_TIMEOUT_S), "-o", options, "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.logfile),
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "-o",
+            options,
+            "start",
+        )
         return self
 
     def stop_server(self) -> None:
