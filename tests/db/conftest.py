@@ -13,10 +13,10 @@ import pytest
 from app.db.engine import Database, open_database
 from app.db.url import sqlalchemy_url
 from tests.support.postgres import (
-    HOW_TO_ENABLE,
     PostgresServer,
     PostgresUnavailable,
     start_postgres,
+    unavailable,
 )
 
 BACKENDS = ("memory", "sqlite", "postgresql")
@@ -27,10 +27,7 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         server = start_postgres()
     except PostgresUnavailable as exc:
-        message = f"no PostgreSQL server could be started ({exc}); {HOW_TO_ENABLE}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the PostgreSQL tests: {message}")
-        pytest.skip(message)
+        unavailable(str(exc), ci=os.environ.get("CI") == "true")
     yield server
     server.remove()
 

@@ -16,8 +16,10 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from tests.support.servers import free_port
@@ -168,3 +170,12 @@ def start_postgres() -> PostgresServer:
     except PostgresUnavailable:
         server.remove()
         raise
+
+
+def unavailable(reason: str, ci: bool) -> NoReturn:
+    """No server here: skip the PostgreSQL tests, saying how to enable them; in CI, where
+    they must run, fail instead."""
+    message = f"no PostgreSQL server could be started ({reason}); {HOW_TO_ENABLE}"
+    if ci:
+        pytest.fail(f"CI must run the PostgreSQL tests: {message}")
+    pytest.skip(message)
