@@ -9,12 +9,12 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection, event, func, insert, select
+from sqlalchemy import Connection, Insert, event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.db.engine import Database
 from app.db.migrator import upgrade
-from app.db.schema import jobs
+from app.db.schema import jobs, results
 from app.db.writer import Writer, WriterClosed, WriterFull
 from tests.support.process import wait_until
 
@@ -174,3 +174,75 @@ def test_a_cancelled_submit_is_not_written(db: Database, writers: list[Writer]) 
 
     assert kept.result(timeout=30) == "d" * 32
     assert job_count(db) == 1
+
+
+def result_row(job_id: str, idx: int) -> dict[str, object]:
+    return {
+        "job_id": job_id,
+        "idx": idx,
+        "seq": idx,
+        "ok": True,
+        "outcome": "up",
+        "error_kind": None,
+        "body": b'{"ok": true}',
+    }
+
+
+def test_consecutive_rows_for_a_table_go_in_one_statement_in_order(
+    db: Database, writers: list[Writer]
+) -> None:
+    writer = Writer(db, flush_interval_s=0.05, queue_max=1000).start()
+    writers.append(writer)
+    inserts: list[str] = []
+
+    def seen(conn: Connection, clause: object, *args: object) -> None:
+        if isinstance(clause, Insert):
+            inserts.append(clause.table.name)
+
+    gate, busy = threading.Event(), threading.Event()
+
+    def held(connection: Connection) -> None:
+        busy.set()
+        gate.wait(30)
+
+    writer.submit(held)
+    assert busy.wait(30)
+    event.listen(db.engine, "before_execute", seen)
+    for job_id, count in (("j" * 32, 100), ("k" * 32, 10)):
+        writer.put(add_job(job_id))  # the job first: its results refer to it
+        for idx in range(count):
+            writer.put_row(results, result_row(job_id, idx))
+    gate.set()
+    assert writer.stop(timeout_s=30)
+
+    assert inserts == ["jobs", "results", "jobs", "results"]
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            select(results.c.job_id, func.count()).group_by(results.c.job_id)
+        ).all()
+    counts = {str(job_id): int(count) for job_id, count in rows}
+
+    assert counts == {"j" * 32: 100, "k" * 32: 10}
+
+
+def test_a_bad_row_fails_alone(db: Database, writers: list[Writer]) -> None:
+    writer = Writer(db, flush_interval_s=0.05, queue_max=1000).start()
+    writers.append(writer)
+    gate, busy = threading.Event(), threading.Event()
+
+    def held(connection: Connection) -> None:
+        busy.set()
+        gate.wait(30)
+
+    writer.submit(add_job("j" * 32)).result(timeout=30)
+    writer.submit(held)
+    assert busy.wait(30)
+    for idx in (0, 1, 2, 1, 3):  # the second 1 is a duplicate key
+        writer.put_row(results, result_row("j" * 32, idx))
+    gate.set()
+    assert writer.stop(timeout_s=30)
+
+    with db.engine.connect() as connection:
+        kept = sorted(connection.execute(select(results.c.idx)).scalars())
+    assert kept == [0, 1, 2, 3]
+    assert writer.stats().failed == 1
