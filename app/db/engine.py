@@ -100,7 +100,10 @@ def _open_sqlite(url: URL) -> Database:
         # one connection to every thread at once (a reader would run inside the writer's
         # transaction), nor a shared-cache URI, whose table locks fail at once (SQLITE_LOCKED,
         # deaf to busy_timeout) and whose named database is shared by every engine in the
-        # process (tests would see each other's data).
+        # process (tests would see each other's data). The price: a read waits for the
+        # write batch in progress (they are short). Never recycled: a new connection would be
+        # a new, empty database (SQLAlchemy replaces one only on a disconnect, which an
+        # in-memory database does not have).
         engine = create_engine(
             url,
             poolclass=QueuePool,
