@@ -10,6 +10,9 @@ import uvicorn
 
 from app import __version__
 from app.config import SettingsError, load_settings
+from app.db.engine import DatabaseError, open_database
+from app.db.migrator import upgrade
+from app.db.url import sqlalchemy_url
 from app.lifecycle.connections import protocol_for
 from app.lifecycle.server import Server
 from app.main import create_app
@@ -23,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (setting: URLHEALTH_HOST)")
     serve.add_argument("--port", type=int, help="listen port (setting: URLHEALTH_PORT)")
     serve.add_argument("--config", type=Path, help="TOML file of settings overrides")
+    db = commands.add_parser("db", help="manage the database (URLHEALTH_DATABASE_URL)")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply schema migrations")
+    db.add_argument("--config", type=Path, help="TOML file of settings overrides")
+    db.set_defaults(host=None, port=None)
     return parser
 
 
@@ -34,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"urlhealth: {exc}", file=sys.stderr)
         return 2
+    if args.command == "db":
+        secret = settings.database_url
+        return _db_upgrade(secret.get_secret_value() if secret else None, settings.data_dir)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -52,6 +62,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print("urlhealth: the shutdown drain failed or did not finish in time", file=sys.stderr)
     return 1
+
+
+def _db_upgrade(database_url: str | None, data_dir: Path) -> int:
+    """`urlhealth db upgrade`: apply migrations from another process than the service (the
+    write transaction begins IMMEDIATE and waits out the busy timeout). A service holding
+    the SQLite file is refused by its lock: the service migrates at its own start."""
+    try:
+        url = sqlalchemy_url(database_url, data_dir)
+        with open_database(url) as database:
+            done = upgrade(database)
+    except DatabaseError as exc:
+        print(f"urlhealth: {exc}", file=sys.stderr)
+        return 1
+    if done.applied:
+        print(f"database {database.masked_url}: schema upgraded {done.before} -> {done.after}")
+    else:
+        print(f"database {database.masked_url}: schema already at {done.after}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     retention_max_jobs: int = Field(1000, ge=1)
     retention_max_age_s: float = Field(3600.0, gt=0)
 
+    # Database (used from issue 8's durable store onward). A secret: the URL may hold a
+    # password, and a secret is never shown by the settings' repr or in an error.
+    database_url: SecretStr | None = None
+    data_dir: Path = Path("data")
+    db_flush_interval_s: float = Field(0.1, gt=0)
+    db_queue_max: int = Field(10_000, ge=1)
+
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)
 
@@ -130,6 +137,15 @@ class Settings(BaseSettings):
     def _ca_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"{value}: no such file")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: SecretStr | None) -> SecretStr | None:
+        from app.db.url import check_database_url
+
+        if value is not None:
+            check_database_url(value.get_secret_value())
         return value
 
     @field_validator("allowed_networks", "denied_networks")

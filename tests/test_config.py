@@ -65,6 +65,8 @@ def test_defaults_toml_value_equals_the_built_in_default(name: str) -> None:
         assert name in _commented_out()
     elif isinstance(default, tuple):
         assert value == list(default)
+    elif isinstance(default, Path):
+        assert Path(str(value)) == default
     else:
         assert value == default
         assert type(value) is type(default), f"{name}: {value!r} vs {default!r}"

@@ -1,0 +1,1 @@
+"""The durable store's database: URL, tables, engine and migrations (no web framework here)."""

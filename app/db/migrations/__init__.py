@@ -1,0 +1,1 @@
+"""Alembic's migration environment and revisions, shipped inside the package."""

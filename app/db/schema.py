@@ -1,0 +1,138 @@
+"""The tables, declared once for both dialects (SQLAlchemy Core; statements are built where
+they run). Alembic's revisions create them; a test keeps revisions and this file equal.
+
+A job's row holds what its header shows (app/schemas/jobs.py), including the summary counts,
+so that listing jobs never reads results. Results are kept as the JSON bytes the API streams,
+with the few fields the summary counts. `seq` is a result's place in completion order: dense
+from 0 per job, so a page is a range of `seq` through an index, however deep the offset.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints, so that later migrations (SQLite's batch mode above all) can refer to them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JOB_ID = String(32)  # uuid4().hex
+UNFINISHED = ("queued", "running")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out. SQLite keeps no zone: without this, what was written
+    aware would come back naive there, and aware from PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the store keeps UTC, aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A running service process. Its heartbeat is the lease on the jobs it owns: one row to
+# update per beat, not one per running job.
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", JOB_ID, primary_key=True),
+    Column("status", String(16), nullable=False),  # app.schemas.jobs.JobStatus
+    Column("options", JSON, nullable=False),  # CheckOptionsPublic, as JSON
+    Column("total", Integer, nullable=False),
+    Column("duplicates_removed", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    # The summary, kept current with the results (so a header needs no count of them).
+    Column("completed", Integer, nullable=False, default=0),
+    Column("up", Integer, nullable=False, default=0),
+    Column("degraded", Integer, nullable=False, default=0),
+    Column("down", Integer, nullable=False, default=0),
+    Column("errors", JSON, nullable=False),  # {error kind: count}
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("interrupted", Boolean, nullable=False, default=False),
+    # The instance running it; a job not final whose owner stopped beating is orphaned.
+    Column("owner", String(64)),
+)
+# Listing newest first, and within a status, over a created range.
+Index("ix_jobs_created_at", jobs.c.created_at, jobs.c.id)
+Index("ix_jobs_status_created_at", jobs.c.status, jobs.c.created_at, jobs.c.id)
+# Retention by age deletes the oldest finished jobs first.
+Index("ix_jobs_finished_at", jobs.c.finished_at)
+# An instance's unfinished jobs (crash recovery): partial, so it stays as small as the
+# set of running jobs, not the history.
+_unfinished = jobs.c.status.in_(UNFINISHED)
+Index(
+    "ix_jobs_owner_unfinished",
+    jobs.c.owner,
+    sqlite_where=_unfinished,
+    postgresql_where=_unfinished,
+)
+
+job_urls = Table(
+    "job_urls",
+    metadata,
+    Column("job_id", JOB_ID, ForeignKey(jobs.c.id, ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("url", Text, nullable=False),
+)
+
+results = Table(
+    "results",
+    metadata,
+    # (job_id, idx) as key: a check's first result wins, as in the memory store.
+    Column("job_id", JOB_ID, ForeignKey(jobs.c.id, ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("outcome", String(8), nullable=False),  # up | degraded | down
+    Column("error_kind", String(32)),
+    Column("body", LargeBinary, nullable=False),  # the CheckResult's JSON, as streamed
+)
+# A job's results in completion order: pages are `seq` ranges.
+Index("ix_results_job_id_seq", results.c.job_id, results.c.seq, unique=True)
