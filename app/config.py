@@ -268,12 +268,14 @@ class _Origins:
     def where(self, name: str, value: Any) -> str:
         """`name = value` and its origin, for a message about one setting."""
         if name in self.overrides:
-            return f"{name} = {_shown(value)} given as an argument"
+            return f"{name} = {_shown(value, name)} given as an argument"
         if _variable(name) in self.environ:
-            return f"{_variable(name)}={self.environ[_variable(name)]!r} in the environment"
+            raw = self.environ[_variable(name)]
+            shown = _shown(raw, name) if name in _SECRETS else repr(raw)
+            return f"{_variable(name)}={shown} in the environment"
         if name in self.file:
-            return f"{name} = {_shown(value)} in config file {self.path}"
-        return f"{name} = {_shown(value)}"
+            return f"{name} = {_shown(value, name)} in config file {self.path}"
+        return f"{name} = {_shown(value, name)}"
 
     def named(self, name: str, value: Any) -> str:
         """`name = value (origin)`, for a message about two settings."""
@@ -285,10 +287,18 @@ class _Origins:
             origin = f"in config file {self.path}"
         else:
             origin = "the default"
-        return f"{name} = {_shown(value)} ({origin})"
+        return f"{name} = {_shown(value, name)} ({origin})"
 
 
-def _shown(value: Any) -> str:
+# Settings whose values never appear in a message (they may hold passwords).
+_SECRETS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
+
+def _shown(value: Any, name: str = "") -> str:
+    if name in _SECRETS:
+        return "'**********'"
     try:
         return json.dumps(value, default=str)
     except ValueError:
