@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Results store
     retention_max_jobs: int = Field(1000, ge=1)
     retention_max_age_s: float = Field(3600.0, gt=0)
+    # Bytes the kept jobs' results may take (their JSON plus an estimate of the rest);
+    # finished jobs are evicted, oldest first, beyond it. At least 1 MiB: a budget below one
+    # job's results would evict every job as soon as the next one finished.
+    retention_max_bytes: int = Field(268_435_456, ge=1_048_576)
 
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)

@@ -84,3 +84,11 @@ class ResultsStore(Protocol):
 
     def expire(self) -> int:
         """Evict finished jobs past retention; returns how many went."""
+
+    @property
+    def max_bytes(self) -> int:
+        """The budget of retained bytes: finished jobs are evicted, oldest first, beyond it."""
+
+    def retained_bytes(self) -> int:
+        """Bytes counted against the budget: every kept job's results as JSON, plus an
+        estimate of the rest of each job."""

@@ -62,7 +62,7 @@ def test_submit_answers_202_with_job_header_and_location_that_resolves(
     assert job["total"] == 2
     assert job["duplicates_removed"] == 0
     assert 0 <= job["completed"] <= 2
-    assert set(job["summary"]) == {"up", "degraded", "down", "errors"}
+    assert set(job["summary"]) == {"up", "degraded", "down", "cancelled", "interrupted", "errors"}
     assert job["options"]["timeout_s"] == service.services.settings.default_timeout_s
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
 
@@ -295,6 +295,8 @@ def test_finished_job_summarises_outcomes_and_error_kinds(
         "up": 2,
         "degraded": 0,
         "down": 3,
+        "cancelled": 0,
+        "interrupted": 0,
         "errors": {"unexpected_status": 1, "connect": 1, "invalid_response": 1},
     }
     by_url = {r["url"]: r for r in done["results"]}
@@ -393,10 +395,13 @@ def test_cancel_ends_queued_checks_cancelled_and_lets_the_running_one_finish(
     assert final["completed"] == final["total"] == 5
     kinds = {r["url"]: r["error"]["kind"] for r in final["results"]}
     assert kinds == {hanging: "timeout", **dict.fromkeys(queued, "cancelled")}
+    # Cancelled checks never ran: they do not count as down.
     assert final["summary"] == {
         "up": 0,
         "degraded": 0,
-        "down": 5,
+        "down": 1,
+        "cancelled": 4,
+        "interrupted": 0,
         "errors": {"timeout": 1, "cancelled": 4},
     }
 

@@ -25,5 +25,7 @@ async def status(services: ServicesDep) -> StatusPublic:
         max_queued_checks=services.settings.max_queued_checks,
         checked_total=checked,
         jobs=services.store.count_by_status(),
+        retained_bytes=services.store.retained_bytes(),
+        retention_max_bytes=services.store.max_bytes,
         shutting_down=services.coordinator.shutting_down,
     )
