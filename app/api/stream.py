@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
-from app.schemas.jobs import StreamEnd
 from app.store.base import JobNotFound, ResultsStore
+from app.store.views import end_line
 
 # Results per write: large backlogs go out in pieces, so other requests are served between.
 _CHUNK = 500
@@ -55,7 +55,8 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
         try:
             while True:
                 try:
-                    results, header = store.results_since(job_id, sent)
+                    # The header only once the job is final: no model per wake-up.
+                    results, final_header = store.results_since_json(job_id, sent)
                 except JobNotFound:
                     return  # expired while streaming: nothing more will come
                 if results:
@@ -66,8 +67,8 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
                             b'{"type":"result","result":' + data + b"}\n"
                             for data in results[start : start + _CHUNK]
                         )
-                if header.status.final:
-                    yield StreamEnd(job=header).model_dump_json().encode() + b"\n"
+                if final_header is not None:
+                    yield end_line(final_header)
                     return
                 await wakeup.wait()
         finally:

@@ -2,90 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus, JobSummary
+from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
 from app.schemas.results import CheckResult
+from app.store import views
 from app.store.base import JobNotFound, StoredResult, Unsubscribe
-
-# What the budget counts beside the JSON itself, estimated from CPython's layout: per result,
-# the bytes object's header (33) and its slot in the list (8), rounded up for the allocator;
-# per job, the _Job, its options, timestamps and bookkeeping; per URL, the str
-# (sys.getsizeof), its tuple slot and its `recorded` byte. Measured on 100 jobs x 1,000
-# blocked results (485 B of JSON each): RSS grew 56.6 MB, the budget counted 63.8 MB.
-RESULT_OVERHEAD = 64
-JOB_OVERHEAD = 2048
-URL_SLOT = 8 + 1
-
-_CANCELLED = "cancelled"
-_INTERRUPTED = "interrupted"
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    id: str
-    urls: tuple[str, ...]
-    options: CheckOptionsPublic
-    duplicates_removed: int
-    created_at: datetime
-    status: JobStatus = JobStatus.QUEUED
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    results: list[bytes] = field(default_factory=list)  # JSON, in completion order
-    recorded: bytearray = field(default_factory=bytearray)
-    up: int = 0
-    degraded: int = 0
-    down: int = 0
-    cancelled_checks: int = 0  # never ran: cancelled, or shut down before they started
-    interrupted_checks: int = 0  # cut off by shutdown: they say nothing about the target
-    errors: dict[str, int] = field(default_factory=dict)
-    cancel_requested: bool = False
-    interrupted: bool = False
-    subscribers: list[Callable[[], None]] = field(default_factory=list)
-    size: int = 0  # bytes counted against the store's budget
-
-    def copy_header_fields(self) -> dict[str, Any]:
-        """The header's values, copied under the lock; the model is built outside it."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "total": len(self.urls),
-            "completed": len(self.results),
-            "duplicates_removed": self.duplicates_removed,
-            "summary": (
-                self.up,
-                self.degraded,
-                self.down,
-                self.cancelled_checks,
-                self.interrupted_checks,
-                dict(self.errors),
-            ),
-            "options": self.options,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
-
-
-def _header(fields: dict[str, Any]) -> JobHeader:
-    up, degraded, down, cancelled, interrupted, errors = fields.pop("summary")
-    summary = JobSummary(
-        up=up,
-        degraded=degraded,
-        down=down,
-        cancelled=cancelled,
-        interrupted=interrupted,
-        errors=errors,
-    )
-    return JobHeader(**fields, summary=summary)
+from app.store.job import JobRecord
 
 
 class MemoryStore:
@@ -100,7 +29,7 @@ class MemoryStore:
         self._max_age_s = max_age_s
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self._finished: deque[tuple[float, str]] = deque()
         self._bytes = 0
 
@@ -108,22 +37,20 @@ class MemoryStore:
     def create_job(
         self, urls: Sequence[str], options: CheckOptionsPublic, duplicates_removed: int = 0
     ) -> JobHeader:
-        job = _Job(
+        job = JobRecord(
             id=uuid.uuid4().hex,
             urls=tuple(urls),
             options=options,
             duplicates_removed=duplicates_removed,
             created_at=datetime.now(UTC),
-            recorded=bytearray(len(urls)),
         )
-        job.size = JOB_OVERHEAD + sum(sys.getsizeof(url) + URL_SLOT for url in job.urls)
         with self._lock:
             self._jobs[job.id] = job
             self._bytes += job.size
             evicted = self._evict_locked(time.monotonic())
             fields = job.copy_header_fields()
         del evicted  # freed here, outside the lock
-        return _header(fields)
+        return views.header_model(fields)
 
     def mark_started(self, job_id: str) -> None:
         with self._lock:
@@ -145,11 +72,7 @@ class MemoryStore:
             if job is None or job.recorded[index]:
                 return False
             job.recorded[index] = 1
-            job.results.append(stored.json)
-            size = len(stored.json) + RESULT_OVERHEAD
-            job.size += size
-            self._bytes += size
-            _count_locked(job, stored)
+            self._bytes += job.add(stored)
             if len(job.results) == len(job.urls):
                 self._finish_locked(job)
             evicted = self._evict_locked(time.monotonic()) if self._bytes > self.max_bytes else []
@@ -159,7 +82,7 @@ class MemoryStore:
             callback()
         return True
 
-    def _finish_locked(self, job: _Job) -> None:
+    def _finish_locked(self, job: JobRecord) -> None:
         if job.interrupted:
             job.status = JobStatus.INTERRUPTED
         elif job.cancel_requested:
@@ -177,7 +100,7 @@ class MemoryStore:
             if not job.status.final:
                 job.cancel_requested = True
             fields = job.copy_header_fields()
-        return _header(fields)
+        return views.header_model(fields)
 
     def mark_interrupted(self, job_id: str) -> None:
         with self._lock:
@@ -202,10 +125,10 @@ class MemoryStore:
             evicted = self._evict_locked(time.monotonic())
         return len(evicted)
 
-    def _evict_locked(self, now: float) -> list[_Job]:
+    def _evict_locked(self, now: float) -> list[JobRecord]:
         """Take out the finished jobs past retention, oldest first. The caller drops them
         after releasing the lock: freeing a large job's results takes a while."""
-        evicted: list[_Job] = []
+        evicted: list[JobRecord] = []
         finished = self._finished
         while finished and (
             len(finished) > self._max_jobs
@@ -220,7 +143,7 @@ class MemoryStore:
         return evicted
 
     # --- reads (copies) -----------------------------------------------------------------
-    def _get_locked(self, job_id: str) -> _Job:
+    def _get_locked(self, job_id: str) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is None:
             raise JobNotFound(job_id)
@@ -229,23 +152,41 @@ class MemoryStore:
     def header(self, job_id: str) -> JobHeader:
         with self._lock:
             fields = self._get_locked(job_id).copy_header_fields()
-        return _header(fields)
+        return views.header_model(fields)
 
     def page(self, job_id: str, offset: int, limit: int) -> JobPublic:
+        return JobPublic.model_validate_json(self.page_json(job_id, offset, limit))
+
+    def page_json(self, job_id: str, offset: int, limit: int) -> bytes:
         with self._lock:
             job = self._get_locked(job_id)
-            fields = job.copy_header_fields()
+            snapshot = _snapshot_locked(job)
             encoded = job.results[offset : offset + limit]
-        header = _header(fields)
-        results = [CheckResult.model_validate_json(data) for data in encoded]
-        return JobPublic(**dict(header), results=results, offset=offset, limit=limit)
+        return views.page_json(self._encoded(job, snapshot), encoded, offset, limit)
 
     def results_since(self, job_id: str, start: int) -> tuple[list[bytes], JobHeader]:
         with self._lock:
             job = self._get_locked(job_id)
             results = job.results[start:]
             fields = job.copy_header_fields()
-        return results, _header(fields)
+        return results, views.header_model(fields)
+
+    def results_since_json(self, job_id: str, start: int) -> tuple[list[bytes], bytes | None]:
+        with self._lock:
+            job = self._get_locked(job_id)
+            results = job.results[start:]
+            snapshot = _snapshot_locked(job) if job.status.final else None
+        return results, None if snapshot is None else self._encoded(job, snapshot)
+
+    def _encoded(self, job: JobRecord, snapshot: bytes | dict[str, Any]) -> bytes:
+        """The header's JSON; a final job's is kept, as it will not change again."""
+        if isinstance(snapshot, bytes):
+            return snapshot
+        encoded = views.header_json(snapshot)
+        if snapshot["status"].final:
+            with self._lock:
+                job.final_header_json = encoded
+        return encoded
 
     def unfinished(self, job_id: str) -> list[int]:
         with self._lock:
@@ -263,7 +204,17 @@ class MemoryStore:
             rows = [job.copy_header_fields() for job in newest_first]
             count = len(self._jobs)
         del evicted
-        return [_header(fields) for fields in rows], count
+        return [views.header_model(fields) for fields in rows], count
+
+    def list_json(self, offset: int, limit: int) -> bytes:
+        with self._lock:
+            evicted = self._evict_locked(time.monotonic())
+            newest_first = list(reversed(self._jobs.values()))[offset : offset + limit]
+            rows = [(job, _snapshot_locked(job)) for job in newest_first]
+            count = len(self._jobs)
+        del evicted
+        headers = [self._encoded(job, snapshot) for job, snapshot in rows]
+        return views.list_json(headers, count, offset, limit)
 
     def active_job_ids(self) -> list[str]:
         with self._lock:
@@ -282,20 +233,6 @@ class MemoryStore:
         return counts
 
 
-def _count_locked(job: _Job, stored: StoredResult) -> None:
-    """Add a result to its job's summary. A check that never ran or was cut off by shutdown
-    is not evidence that its target is down: it has counts of its own."""
-    kind = stored.error_kind
-    if stored.ok:
-        job.up += 1
-        return
-    if kind is not None:
-        job.errors[kind] = job.errors.get(kind, 0) + 1
-    if kind == _CANCELLED:
-        job.cancelled_checks += 1
-    elif kind == _INTERRUPTED:
-        job.interrupted_checks += 1
-    elif stored.degraded:
-        job.degraded += 1
-    else:
-        job.down += 1
+def _snapshot_locked(job: JobRecord) -> bytes | dict[str, Any]:
+    """The header as kept JSON if the job is final and was read before, else its fields."""
+    return job.final_header_json or job.copy_header_fields()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from app.schemas.jobs import JobPublic
 from tests.conftest import RunningService, make_settings
 from tests.support.api import gated_server, get_job, status, submit, wait_final, wait_for
 from tests.support.servers import RawServer, ThreadedUvicorn, refused_port
@@ -320,6 +322,26 @@ def test_results_are_paged_with_offset_and_limit(
     assert sorted(r["url"] for r in everything) == sorted(urls)
     assert all(p["total"] == 5 and p["completed"] == 5 for p in pages)
     assert get_job(service.client, job_id, offset=5, limit=2)["results"] == []
+
+
+def test_a_page_carries_each_result_as_the_stream_sent_it(
+    service: RunningService, target: ThreadedUvicorn
+) -> None:
+    # Pages are assembled from the stored JSON, not rebuilt as 1,000 models per request.
+    urls = [f"{target.url}/status/{code}" for code in (200, 404, 500)]
+    job_id = submit(service.client, urls)["id"]
+    wait_final(service.client, job_id)
+    streamed = service.client.get(f"/v1/jobs/{job_id}/stream").content.splitlines()
+    lines = [line[len(b'{"type":"result","result":') : -1] for line in streamed[:-1]]
+
+    response = service.client.get(f"/v1/jobs/{job_id}", params={"limit": 10})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert b'"results":[' + b",".join(lines) + b"]" in response.content
+    page = JobPublic.model_validate_json(response.content)
+    assert [r.url for r in page.results] == [json.loads(line)["url"] for line in lines]
+    assert (page.total, page.completed, page.offset, page.limit) == (3, 3, 0, 10)
 
 
 def test_unknown_job_is_404_with_json_detail(shared: RunningService) -> None:

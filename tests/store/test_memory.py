@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.schemas.jobs import CheckOptionsPublic, JobStatus
+from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobsPublic, JobStatus
 from app.schemas.results import CheckError, CheckResult, ErrorKind
 from app.store.base import JobNotFound
 from app.store.memory import MemoryStore
@@ -542,3 +542,43 @@ def test_evicting_for_bytes_gives_the_bytes_back() -> None:
     _, count = s.list_jobs(0, 100)
     assert 1 <= count <= 3
     assert s.retained_bytes() > baseline
+
+
+# --- pages and lists as JSON, assembled from the stored bytes -------------------------------
+
+
+def test_page_json_is_the_page_with_each_result_as_stored() -> None:
+    s = store()
+    job_urls = urls(5)
+    job_id = new_job(s, job_urls)
+    for index in (3, 1, 4):
+        s.record(job_id, index, down(job_urls[index]) if index == 1 else up(job_urls[index]))
+    stored, _ = s.results_since(job_id, 0)
+
+    for offset, limit in ((0, 10), (1, 1), (3, 5)):
+        body = s.page_json(job_id, offset, limit)
+        assert JobPublic.model_validate_json(body) == s.page(job_id, offset, limit)
+        # The stored bytes themselves, not a re-encoding: nothing is rebuilt per read.
+        raw = body[body.index(b'"results":[') + len(b'"results":[') : body.rindex(b"]")]
+        assert raw == b",".join(stored[offset : offset + limit])
+
+
+def test_page_json_of_a_finished_job_matches_its_header() -> None:
+    s = store()
+    job_id = new_job(s)
+    finish(s, job_id)
+    page = JobPublic.model_validate_json(s.page_json(job_id, 0, 100))
+    assert JobHeader.model_validate(page.model_dump()) == s.header(job_id)
+    assert page.status is JobStatus.DONE
+    with pytest.raises(JobNotFound):
+        s.page_json("missing", 0, 10)
+
+
+def test_list_json_is_the_job_list() -> None:
+    s = store()
+    ids = [new_job(s) for _ in range(3)]
+    finish(s, ids[1])
+    for offset, limit in ((0, 10), (1, 1), (5, 2)):
+        listing = JobsPublic.model_validate_json(s.list_json(offset, limit))
+        jobs, count = s.list_jobs(offset, limit)
+        assert listing == JobsPublic(jobs=jobs, count=count, offset=offset, limit=limit)
