@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # Results store
     retention_max_jobs: int = Field(1000, ge=1)
     retention_max_age_s: float = Field(3600.0, gt=0)
+    # Bytes the kept jobs' results may take (their JSON plus an estimate of the rest);
+    # finished jobs are evicted, oldest first, beyond it. At least 1 MiB: a budget below one
+    # job's results would evict every job as soon as the next one finished.
+    retention_max_bytes: int = Field(268_435_456, ge=1_048_576)
 
     # Database (used from issue 8's durable store onward). A secret: the URL may hold a
     # password, and a secret is never shown by the settings' repr or in an error.

@@ -32,7 +32,11 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, resolver: Resolver | None = None) -> Services:
         """`resolver` is for tests that need DNS answers no real name has."""
-        store = MemoryStore(settings.retention_max_jobs, settings.retention_max_age_s)
+        store = MemoryStore(
+            settings.retention_max_jobs,
+            settings.retention_max_age_s,
+            max_bytes=settings.retention_max_bytes,
+        )
         http = HttpLayer(
             settings.user_agent,
             destination_policy(settings),

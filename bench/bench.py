@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from driver import run_baseline, run_service
+from driver import run_baseline, run_load, run_service
 from report import echo, machine_info, render_markdown, summarise, verdicts, write_outputs
 from scenarios import SCENARIOS, Scenario
 from target import NginxTarget, raise_nofile
@@ -64,6 +64,16 @@ def _line(impl: str, rep: int, run: dict[str, Any]) -> str:
         extra += f", reported p50/p99 {run['reported_p50_ms']:.1f}/{run['reported_p99_ms']:.1f} ms"
     if run.get("status_p99_ms") is not None:
         extra += f", status p99 {run['status_p99_ms']:.1f} ms ({run['status_polls']} polls)"
+    if run.get("status_idle_p99_ms") is not None:
+        c = run["clients"]["counts"]
+        extra += (
+            f" [idle p50/p99 {run['status_idle_p50_ms']:.1f}/{run['status_idle_p99_ms']:.1f};"
+            f" load p50 {run['status_p50_ms']:.1f}; {run['checks']:,} checks,"
+            f" {run['cpu_per_check_ms']:.2f} ms CPU/check; {c.get('jobs_submitted', 0)} jobs,"
+            f" {c.get('rejected_429', 0)} 429s, {run['clients']['max_open_streams']} streams,"
+            f" {c.get('pages_read', 0)} pages p50/p99"
+            f" {run['page_p50_ms'] or 0:.0f}/{run['page_p99_ms'] or 0:.0f} ms]"
+        )
     rss = f", peak RSS {run['peak_rss_mb']:.0f} MB" if run.get("peak_rss_mb") else ""
     return f"    {impl:9} rep {rep}: {run['wall_s']:.3f} s, CPU {run['cpu_s']:.2f} s{rss}{extra}"
 
@@ -86,7 +96,7 @@ def run_scenario(
     for rep in range(1, reps + 1):
         # Interleaved, so a noisy spell of the machine hits both alike.
         if service:
-            run = run_service(scenario, target)
+            run = run_load(scenario, target) if scenario.load else run_service(scenario, target)
             service_runs.append(run)
             echo(_line("urlhealth", rep, run))
         if baseline:
@@ -110,7 +120,8 @@ def run_scenario(
         entry["baseline"] = summarise(scenario, baseline_runs)
         entry["baseline_runs"] = baseline_runs
     else:
-        entry["baseline_skipped"] = "--no-baseline" if scenario.baseline else "not run for S4"
+        skipped = "--no-baseline" if scenario.baseline else f"not run for {scenario.name}"
+        entry["baseline_skipped"] = skipped
     return entry
 
 

@@ -359,3 +359,111 @@ def run_baseline(scenario: Scenario, target: NginxTarget) -> dict[str, Any]:
     finally:
         urls_file.unlink(missing_ok=True)
     return out
+
+
+# --------------------------------------------------------------------------- S5: a load
+
+LOAD_SCRIPT = Path(__file__).with_name("load.py")
+
+
+def _poll_for(base_url: str, seconds: float) -> StatusPoller:
+    poller = StatusPoller(base_url, 0.05, int(seconds / 0.05) + 1)
+    poller.start()
+    poller.stop_event.wait(seconds)
+    poller.stop()
+    return poller
+
+
+def _status(session: requests.Session, base_url: str) -> dict[str, Any]:
+    body: dict[str, Any] = session.get(f"{base_url}/v1/status", timeout=10).json()
+    return body
+
+
+def run_load(scenario: Scenario, target: NginxTarget) -> dict[str, Any]:
+    """Fresh service; GET /v1/status sampled every 50 ms while idle (the baseline of the same
+    run), then while load.py's clients submit, stream and read pages in another process."""
+    load = scenario.load
+    assert load is not None
+    out: dict[str, Any] = {"ok": False}
+    service = ServiceProcess(
+        workers=scenario.workers,
+        max_connections_per_host=scenario.workers,
+        # Finished jobs are what the page readers read: the default retention, not the 10 of
+        # the single-job scenarios.
+        extra_env={"URLHEALTH_RETENTION_MAX_JOBS": "1000"},
+    )
+    clients: subprocess.Popen[str] | None = None
+    try:
+        service.start()
+        out["startup_s"] = service.startup_s
+        out["loadavg_1m"] = os.getloadavg()[0]
+        idle = _poll_for(service.base_url, load.idle_s)
+        out["status_idle_p50_ms"] = percentile(idle.latencies_ms, 50)
+        out["status_idle_p99_ms"] = percentile(idle.latencies_ms, 99)
+        cmd = [
+            sys.executable,
+            str(LOAD_SCRIPT),
+            f"--base-url={service.base_url}",
+            f"--target-port={target.port}",
+            f"--duration={load.warmup_s + load.duration_s}",
+            f"--submitters={load.submitters}",
+            f"--streams={load.streams}",
+            f"--pagers={load.page_readers}",
+            f"--urls-per-job={scenario.urls}",
+            f"--delay-ms={scenario.delay_ms}",
+        ]
+        clients = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with requests.Session() as session:
+            time.sleep(load.warmup_s)
+            before, cpu0 = _status(session, service.base_url), service.cpu_s()
+            start = time.perf_counter()
+            poller = _poll_for(service.base_url, load.duration_s)
+            out["wall_s"] = time.perf_counter() - start
+            after, cpu1 = _status(session, service.base_url), service.cpu_s()
+        stdout, stderr = clients.communicate(timeout=load.duration_s + 90)
+        if clients.returncode != 0:
+            raise ServiceError(f"load.py exited {clients.returncode}: {stderr[-1000:]}")
+        report = json.loads(stdout)
+        out["clients"] = report
+        out["checks"] = after["checked_total"] - before["checked_total"]
+        out["cpu_s"] = cpu1 - cpu0
+        out["cpu_per_check_ms"] = 1000.0 * out["cpu_s"] / out["checks"] if out["checks"] else None
+        out["peak_rss_mb"] = service.memory().get("VmHWM")
+        out["retained_mb"] = after.get("retained_bytes", 0) / 2**20
+        out["status_polls"] = len(poller.latencies_ms)
+        out["status_errors"] = poller.errors[:MAX_EXAMPLES]
+        out["status_p50_ms"] = percentile(poller.latencies_ms, 50)
+        out["status_p99_ms"] = percentile(poller.latencies_ms, 99)
+        out["status_max_ms"] = max(poller.latencies_ms) if poller.latencies_ms else None
+        out["page_p50_ms"] = report["page_p50_ms"]
+        out["page_p99_ms"] = report["page_p99_ms"]
+        out["submit_s"] = (report["submit_p50_ms"] or 0.0) / 1000.0
+        counts = report["counts"]
+        out["ok"] = (
+            not report["errors"]
+            and not poller.errors
+            and report["threads_alive"] == 0
+            and counts.get("streams_completed", 0) > 0
+            and counts.get("pages_read", 0) > 0
+        )
+        if not out["ok"]:
+            out["error"] = f"load: errors {report['errors'] or poller.errors}, counts {counts}"
+    except (ServiceError, requests.RequestException, ValueError, KeyError, OSError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    except subprocess.TimeoutExpired:
+        out["error"] = "load.py did not finish within its deadline"
+    finally:
+        if clients is not None and clients.poll() is None:
+            clients.kill()
+            clients.wait(timeout=10)
+        service.stop()
+        out["sigkill"] = service.killed
+        out["exit_code"] = service.exit_code
+        out["stop_s"] = service.stop_s
+        if not out["ok"] or service.killed:
+            out["service_log_tail"] = service.log_tail()
+        service.cleanup()
+    if service.killed:
+        out["ok"] = False
+        out.setdefault("error", "service did not exit within 30 s of SIGTERM (killed)")
+    return out

@@ -24,6 +24,18 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class Load:
+    """A scenario of many clients at once for a fixed time, instead of one job (S5)."""
+
+    submitters: int
+    streams: int  # open at once: the submitters' own and watchers'
+    page_readers: int
+    duration_s: float
+    idle_s: float = 2.0  # status sampled this long before the load: the same run's baseline
+    warmup_s: float = 3.0  # load running, not yet sampled: streams opening, first jobs
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     urls: int
@@ -35,10 +47,13 @@ class Scenario:
     status_every: int = 0  # every Nth URL is a /status/<code> URL (0: none)
     poll_status: bool = False  # poll GET /v1/status while the job runs
     baseline: bool = True
+    load: Load | None = None  # S5: `urls` is then the size of each client's jobs
 
     @property
     def ideal_s(self) -> float:
-        """The floor for N workers: ceil(M/N) waves of the delay."""
+        """The floor for N workers: ceil(M/N) waves of the delay (none for a load)."""
+        if self.load is not None:
+            return 0.0
         return math.ceil(self.urls / self.workers) * self.delay_ms / 1000.0
 
     def scaled(self, factor: int) -> Scenario:
@@ -54,6 +69,14 @@ class Scenario:
             status_every=self.status_every,
             poll_status=self.poll_status,
             baseline=self.baseline,
+            load=None
+            if self.load is None
+            else Load(
+                self.load.submitters,
+                self.load.streams,
+                self.load.page_readers,
+                duration_s=max(5.0, self.load.duration_s / factor),
+            ),
         )
 
 
@@ -98,6 +121,19 @@ SCENARIOS: dict[str, Scenario] = {
             Targets(max_peak_rss_mb=500, max_status_p99_ms=50),
             poll_status=True,
             baseline=False,
+        ),
+        Scenario(
+            "S5",
+            1_000,
+            20,
+            64,
+            3,
+            "API under load: 20 clients submitting 1,000-URL jobs, 50 streams, "
+            "4 readers of 1,000-result pages, for 20 s",
+            Targets(max_status_p99_ms=100),
+            poll_status=True,
+            baseline=False,
+            load=Load(submitters=20, streams=50, page_readers=4, duration_s=20.0),
         ),
     )
 }

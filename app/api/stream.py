@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
-from app.schemas.jobs import StreamEnd
 from app.store.base import JobNotFound, ResultsStore
+from app.store.views import end_line
 
 # Results per write: large backlogs go out in pieces, so other requests are served between.
 _CHUNK = 500
+# At most one write of results per stream in this time (the first goes out at once): under
+# load a stream sends batches, 20 a second at most, whatever the rate of results.
+_MIN_INTERVAL_S = 0.05
 
 
 class NDJSONResponse(StreamingResponse):
@@ -20,24 +23,27 @@ class NDJSONResponse(StreamingResponse):
 
 
 class _Wakeup:
-    """Called from worker threads; wakes one waiting coroutine, coalescing bursts into one
-    loop callback instead of one per result."""
+    """Called by the store from worker threads; wakes the stream's coroutine. Armed by the
+    stream before it reads the store, disarmed by the first call after that: however many
+    results are recorded before the stream reads again, it costs one loop callback (the read
+    sees them all). Arming before the read means a result recorded between the read and the
+    wait still wakes it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._event = asyncio.Event()
-        self._scheduled = False
+        self._armed = False
+
+    def arm(self) -> None:
+        self._armed = True
 
     def __call__(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
+        # Two threads may both see it armed: then the event is set twice, which is harmless.
+        if self._armed:
+            self._armed = False
             # RuntimeError: the loop has closed, so nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._set)
-
-    def _set(self) -> None:
-        self._scheduled = False
-        self._event.set()
+                self._loop.call_soon_threadsafe(self._event.set)
 
     async def wait(self) -> None:
         await self._event.wait()
@@ -51,14 +57,19 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
     unsubscribe = store.subscribe(job_id, wakeup)
 
     async def lines() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
         sent = 0
+        wrote_at = -_MIN_INTERVAL_S
         try:
             while True:
+                wakeup.arm()
                 try:
-                    results, header = store.results_since(job_id, sent)
+                    # The header only once the job is final: no model per wake-up.
+                    results, final_header = store.results_since_json(job_id, sent)
                 except JobNotFound:
                     return  # expired while streaming: nothing more will come
                 if results:
+                    wrote_at = loop.time()
                     sent += len(results)
                     # Stored as JSON already: joining bytes is all the event loop does.
                     for start in range(0, len(results), _CHUNK):
@@ -66,10 +77,15 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
                             b'{"type":"result","result":' + data + b"}\n"
                             for data in results[start : start + _CHUNK]
                         )
-                if header.status.final:
-                    yield StreamEnd(job=header).model_dump_json().encode() + b"\n"
+                if final_header is not None:
+                    yield end_line(final_header)
                     return
                 await wakeup.wait()
+                # Results come one by one from many threads: a write per result, times every
+                # open stream, kept the event loop from answering anything else.
+                pause = wrote_at + _MIN_INTERVAL_S - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
         finally:
             unsubscribe()
 

@@ -136,10 +136,24 @@ class JobSummary(BaseModel):
     degraded: int = Field(
         0, description="Checks that answered correctly but too slowly or near cert expiry."
     )
-    down: int = Field(0, description="Checks that ended unhealthy (not degraded).")
+    down: int = Field(
+        0, description="Checks that found the target unhealthy (not degraded, not cancelled)."
+    )
+    cancelled: int = Field(
+        0,
+        description="Checks that never ran: the job was cancelled, or the service shut down, "
+        "before they started. Not counted as down.",
+    )
+    interrupted: int = Field(
+        0,
+        description="Checks cut off by the service shutting down while they ran. Not counted "
+        "as down: the target was not shown unhealthy.",
+    )
     errors: dict[str, int] = Field(
         default_factory=dict,
-        description="Checks that were not ok, degraded ones included, counted by error kind.",
+        description="Checks that were not ok, counted by error kind (degraded, cancelled and "
+        "interrupted ones included). up + degraded + down + cancelled + interrupted = "
+        "completed.",
         examples=[{"timeout": 2}],
     )
 

@@ -16,6 +16,14 @@ class StatusPublic(BaseModel):
     max_queued_checks: int = Field(description="Beyond this, new jobs get 429.")
     checked_total: int = Field(description="Checks finished since start, all jobs.")
     jobs: dict[JobStatus, int] = Field(description="Jobs kept, by status.")
+    retained_bytes: int = Field(
+        description="Memory the kept jobs' results take: their JSON, plus an estimate of "
+        "each job's overhead."
+    )
+    retention_max_bytes: int = Field(
+        description="The budget for retained_bytes: beyond it the oldest finished jobs are "
+        "evicted (running and queued ones never, nor the job that finished last)."
+    )
     shutting_down: bool
 
 

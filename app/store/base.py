@@ -66,12 +66,23 @@ class ResultsStore(Protocol):
     def page(self, job_id: str, offset: int, limit: int) -> JobPublic:
         """The job with results[offset:offset+limit] in completion order; raises JobNotFound."""
 
+    def page_json(self, job_id: str, offset: int, limit: int) -> bytes:
+        """The same page as a JobPublic JSON document, assembled from the stored results'
+        JSON (no model is built per result); raises JobNotFound."""
+
     def results_since(self, job_id: str, start: int) -> tuple[list[bytes], JobHeader]:
         """Results from index `start` on, each as its JSON, and the job as it was when they
         were copied."""
 
+    def results_since_json(self, job_id: str, start: int) -> tuple[list[bytes], bytes | None]:
+        """Results from index `start` on, each as its JSON, and, if the job was final when
+        they were copied, its header as JSON (else None); raises JobNotFound."""
+
     def list_jobs(self, offset: int, limit: int) -> tuple[list[JobHeader], int]:
         """Jobs newest first, and how many are kept."""
+
+    def list_json(self, offset: int, limit: int) -> bytes:
+        """The same as a JobsPublic JSON document."""
 
     def active_job_ids(self) -> list[str]:
         """Jobs not yet in a final state."""
@@ -84,3 +95,11 @@ class ResultsStore(Protocol):
 
     def expire(self) -> int:
         """Evict finished jobs past retention; returns how many went."""
+
+    @property
+    def max_bytes(self) -> int:
+        """The budget of retained bytes: finished jobs are evicted, oldest first, beyond it."""
+
+    def retained_bytes(self) -> int:
+        """Bytes counted against the budget: every kept job's results as JSON, plus an
+        estimate of the rest of each job."""

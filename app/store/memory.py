@@ -7,85 +7,50 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus, JobSummary
+from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
 from app.schemas.results import CheckResult
+from app.store import views
 from app.store.base import JobNotFound, StoredResult, Unsubscribe
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    id: str
-    urls: tuple[str, ...]
-    options: CheckOptionsPublic
-    duplicates_removed: int
-    created_at: datetime
-    status: JobStatus = JobStatus.QUEUED
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    results: list[bytes] = field(default_factory=list)  # JSON, in completion order
-    recorded: bytearray = field(default_factory=bytearray)
-    up: int = 0
-    degraded: int = 0
-    down: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    cancel_requested: bool = False
-    interrupted: bool = False
-    subscribers: list[Callable[[], None]] = field(default_factory=list)
-
-    def copy_header_fields(self) -> dict[str, Any]:
-        """The header's values, copied under the lock; the model is built outside it."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "total": len(self.urls),
-            "completed": len(self.results),
-            "duplicates_removed": self.duplicates_removed,
-            "summary": (self.up, self.degraded, self.down, dict(self.errors)),
-            "options": self.options,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
-
-
-def _header(fields: dict[str, Any]) -> JobHeader:
-    up, degraded, down, errors = fields.pop("summary")
-    summary = JobSummary(up=up, degraded=degraded, down=down, errors=errors)
-    return JobHeader(**fields, summary=summary)
+from app.store.job import JobRecord
 
 
 class MemoryStore:
-    """Thread-safe store. Memory is bounded: finished jobs are evicted past `max_jobs` or
-    `max_age_s`; jobs still queued or running are never evicted."""
+    """Thread-safe store. Memory is bounded: finished jobs are evicted, oldest first, past
+    `max_jobs`, past `max_age_s`, or while the jobs kept take more than `max_bytes` (their
+    results' JSON and an estimate of the rest). Jobs still queued or running are never
+    evicted (admission bounds them), nor, for bytes, the job that finished last: a client
+    can always read the job it waited for, so the budget may be exceeded by one job."""
 
-    def __init__(self, max_jobs: int, max_age_s: float) -> None:
+    def __init__(self, max_jobs: int, max_age_s: float, max_bytes: int = 256 * 2**20) -> None:
         self._max_jobs = max_jobs
         self._max_age_s = max_age_s
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._jobs: OrderedDict[str, JobRecord] = OrderedDict()
         self._finished: deque[tuple[float, str]] = deque()
+        self._bytes = 0
 
     # --- writes -------------------------------------------------------------------------
     def create_job(
         self, urls: Sequence[str], options: CheckOptionsPublic, duplicates_removed: int = 0
     ) -> JobHeader:
-        job = _Job(
+        job = JobRecord(
             id=uuid.uuid4().hex,
             urls=tuple(urls),
             options=options,
             duplicates_removed=duplicates_removed,
             created_at=datetime.now(UTC),
-            recorded=bytearray(len(urls)),
         )
         with self._lock:
             self._jobs[job.id] = job
-            self._evict_locked(time.monotonic())
+            self._bytes += job.size
+            evicted = self._evict_locked(time.monotonic())
             fields = job.copy_header_fields()
-        return _header(fields)
+        del evicted  # freed here, outside the lock
+        return views.header_model(fields)
 
     def mark_started(self, job_id: str) -> None:
         with self._lock:
@@ -107,25 +72,17 @@ class MemoryStore:
             if job is None or job.recorded[index]:
                 return False
             job.recorded[index] = 1
-            job.results.append(stored.json)
-            if stored.ok:
-                job.up += 1
-            else:
-                if stored.degraded:
-                    job.degraded += 1
-                else:
-                    job.down += 1
-                if stored.error_kind is not None:
-                    kind = stored.error_kind
-                    job.errors[kind] = job.errors.get(kind, 0) + 1
+            self._bytes += job.add(stored)
             if len(job.results) == len(job.urls):
                 self._finish_locked(job)
+            evicted = self._evict_locked(time.monotonic()) if self._bytes > self.max_bytes else []
             subscribers = tuple(job.subscribers)
+        del evicted  # freed here, outside the lock
         for callback in subscribers:
             callback()
         return True
 
-    def _finish_locked(self, job: _Job) -> None:
+    def _finish_locked(self, job: JobRecord) -> None:
         if job.interrupted:
             job.status = JobStatus.INTERRUPTED
         elif job.cancel_requested:
@@ -143,7 +100,7 @@ class MemoryStore:
             if not job.status.final:
                 job.cancel_requested = True
             fields = job.copy_header_fields()
-        return _header(fields)
+        return views.header_model(fields)
 
     def mark_interrupted(self, job_id: str) -> None:
         with self._lock:
@@ -165,20 +122,28 @@ class MemoryStore:
 
     def expire(self) -> int:
         with self._lock:
-            return self._evict_locked(time.monotonic())
+            evicted = self._evict_locked(time.monotonic())
+        return len(evicted)
 
-    def _evict_locked(self, now: float) -> int:
-        evicted = 0
-        while self._finished and (
-            len(self._finished) > self._max_jobs or now - self._finished[0][0] > self._max_age_s
+    def _evict_locked(self, now: float) -> list[JobRecord]:
+        """Take out the finished jobs past retention, oldest first. The caller drops them
+        after releasing the lock: freeing a large job's results takes a while."""
+        evicted: list[JobRecord] = []
+        finished = self._finished
+        while finished and (
+            len(finished) > self._max_jobs
+            or now - finished[0][0] > self._max_age_s
+            or (self._bytes > self.max_bytes and len(finished) > 1)
         ):
-            _, job_id = self._finished.popleft()
-            self._jobs.pop(job_id, None)
-            evicted += 1
+            _, job_id = finished.popleft()
+            job = self._jobs.pop(job_id, None)
+            if job is not None:
+                self._bytes -= job.size
+                evicted.append(job)
         return evicted
 
     # --- reads (copies) -----------------------------------------------------------------
-    def _get_locked(self, job_id: str) -> _Job:
+    def _get_locked(self, job_id: str) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is None:
             raise JobNotFound(job_id)
@@ -187,23 +152,41 @@ class MemoryStore:
     def header(self, job_id: str) -> JobHeader:
         with self._lock:
             fields = self._get_locked(job_id).copy_header_fields()
-        return _header(fields)
+        return views.header_model(fields)
 
     def page(self, job_id: str, offset: int, limit: int) -> JobPublic:
+        return JobPublic.model_validate_json(self.page_json(job_id, offset, limit))
+
+    def page_json(self, job_id: str, offset: int, limit: int) -> bytes:
         with self._lock:
             job = self._get_locked(job_id)
-            fields = job.copy_header_fields()
+            snapshot = _snapshot_locked(job)
             encoded = job.results[offset : offset + limit]
-        header = _header(fields)
-        results = [CheckResult.model_validate_json(data) for data in encoded]
-        return JobPublic(**dict(header), results=results, offset=offset, limit=limit)
+        return views.page_json(self._encoded(job, snapshot), encoded, offset, limit)
 
     def results_since(self, job_id: str, start: int) -> tuple[list[bytes], JobHeader]:
         with self._lock:
             job = self._get_locked(job_id)
             results = job.results[start:]
             fields = job.copy_header_fields()
-        return results, _header(fields)
+        return results, views.header_model(fields)
+
+    def results_since_json(self, job_id: str, start: int) -> tuple[list[bytes], bytes | None]:
+        with self._lock:
+            job = self._get_locked(job_id)
+            results = job.results[start:]
+            snapshot = _snapshot_locked(job) if job.status.final else None
+        return results, None if snapshot is None else self._encoded(job, snapshot)
+
+    def _encoded(self, job: JobRecord, snapshot: bytes | dict[str, Any]) -> bytes:
+        """The header's JSON; a final job's is kept, as it will not change again."""
+        if isinstance(snapshot, bytes):
+            return snapshot
+        encoded = views.header_json(snapshot)
+        if snapshot["status"].final:
+            with self._lock:
+                job.final_header_json = encoded
+        return encoded
 
     def unfinished(self, job_id: str) -> list[int]:
         with self._lock:
@@ -216,15 +199,30 @@ class MemoryStore:
 
     def list_jobs(self, offset: int, limit: int) -> tuple[list[JobHeader], int]:
         with self._lock:
-            self._evict_locked(time.monotonic())
+            evicted = self._evict_locked(time.monotonic())
             newest_first = list(reversed(self._jobs.values()))[offset : offset + limit]
             rows = [job.copy_header_fields() for job in newest_first]
             count = len(self._jobs)
-        return [_header(fields) for fields in rows], count
+        del evicted
+        return [views.header_model(fields) for fields in rows], count
+
+    def list_json(self, offset: int, limit: int) -> bytes:
+        with self._lock:
+            evicted = self._evict_locked(time.monotonic())
+            newest_first = list(reversed(self._jobs.values()))[offset : offset + limit]
+            rows = [(job, _snapshot_locked(job)) for job in newest_first]
+            count = len(self._jobs)
+        del evicted
+        headers = [self._encoded(job, snapshot) for job, snapshot in rows]
+        return views.list_json(headers, count, offset, limit)
 
     def active_job_ids(self) -> list[str]:
         with self._lock:
             return [job.id for job in self._jobs.values() if not job.status.final]
+
+    def retained_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
 
     def count_by_status(self) -> dict[JobStatus, int]:
         with self._lock:
@@ -233,3 +231,8 @@ class MemoryStore:
         for status in statuses:
             counts[status] += 1
         return counts
+
+
+def _snapshot_locked(job: JobRecord) -> bytes | dict[str, Any]:
+    """The header as kept JSON if the job is final and was read before, else its fields."""
+    return job.final_header_json or job.copy_header_fields()

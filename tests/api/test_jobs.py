@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from app.schemas.jobs import JobPublic
 from tests.conftest import RunningService, make_settings
 from tests.support.api import gated_server, get_job, status, submit, wait_final, wait_for
 from tests.support.servers import RawServer, ThreadedUvicorn, refused_port
@@ -63,7 +65,7 @@ def test_submit_answers_202_with_job_header_and_location_that_resolves(
     assert job["total"] == 2
     assert job["duplicates_removed"] == 0
     assert 0 <= job["completed"] <= 2
-    assert set(job["summary"]) == {"up", "degraded", "down", "errors"}
+    assert set(job["summary"]) == {"up", "degraded", "down", "cancelled", "interrupted", "errors"}
     assert job["options"]["timeout_s"] == service.services.settings.default_timeout_s
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
 
@@ -297,6 +299,8 @@ def test_finished_job_summarises_outcomes_and_error_kinds(
         "up": 2,
         "degraded": 0,
         "down": 3,
+        "cancelled": 0,
+        "interrupted": 0,
         "errors": {"unexpected_status": 1, "connect": 1, "invalid_response": 1},
     }
     by_url = {r["url"]: r for r in done["results"]}
@@ -320,6 +324,26 @@ def test_results_are_paged_with_offset_and_limit(
     assert sorted(r["url"] for r in everything) == sorted(urls)
     assert all(p["total"] == 5 and p["completed"] == 5 for p in pages)
     assert get_job(service.client, job_id, offset=5, limit=2)["results"] == []
+
+
+def test_a_page_carries_each_result_as_the_stream_sent_it(
+    service: RunningService, target: ThreadedUvicorn
+) -> None:
+    # Pages are assembled from the stored JSON, not rebuilt as 1,000 models per request.
+    urls = [f"{target.url}/status/{code}" for code in (200, 404, 500)]
+    job_id = submit(service.client, urls)["id"]
+    wait_final(service.client, job_id)
+    streamed = service.client.get(f"/v1/jobs/{job_id}/stream").content.splitlines()
+    lines = [line[len(b'{"type":"result","result":') : -1] for line in streamed[:-1]]
+
+    response = service.client.get(f"/v1/jobs/{job_id}", params={"limit": 10})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert b'"results":[' + b",".join(lines) + b"]" in response.content
+    page = JobPublic.model_validate_json(response.content)
+    assert [r.url for r in page.results] == [json.loads(line)["url"] for line in lines]
+    assert (page.total, page.completed, page.offset, page.limit) == (3, 3, 0, 10)
 
 
 def test_unknown_job_is_404_with_json_detail(shared: RunningService) -> None:
@@ -395,10 +419,13 @@ def test_cancel_ends_queued_checks_cancelled_and_lets_the_running_one_finish(
     assert final["completed"] == final["total"] == 5
     kinds = {r["url"]: r["error"]["kind"] for r in final["results"]}
     assert kinds == {hanging: "timeout", **dict.fromkeys(queued, "cancelled")}
+    # Cancelled checks never ran: they do not count as down.
     assert final["summary"] == {
         "up": 0,
         "degraded": 0,
-        "down": 5,
+        "down": 1,
+        "cancelled": 4,
+        "interrupted": 0,
         "errors": {"timeout": 1, "cancelled": 4},
     }
 

@@ -72,3 +72,29 @@ def test_checked_total_increases_with_every_finished_check(
 
     wait_for(lambda: status(service.client)["checked_total"] == before + 3, what="3 checks")
     assert status(service.client)["jobs"]["done"] == 2
+
+
+def test_status_reports_retained_bytes_against_the_budget_and_eviction_keeps_within_it(
+    service_factory: ServiceFactory, target: ThreadedUvicorn
+) -> None:
+    budget = 1_048_576
+    svc = service_factory(retention_max_bytes=budget)
+    idle = status(svc.client)
+    assert idle["retention_max_bytes"] == budget
+    assert 0 <= idle["retained_bytes"] < budget
+
+    # Results with large error messages fill the budget within a few jobs: a URL of ~1,900
+    # characters that is refused comes back in `url` and in the message.
+    long_path = "x" * 1900
+    first = submit(svc.client, [f"{target.url}/status/500?{n}={long_path}" for n in range(100)])
+    wait_final(svc.client, first["id"])
+    one_job = status(svc.client)["retained_bytes"] - idle["retained_bytes"]
+    assert one_job > 100 * 1900  # at least the URLs in the results' JSON
+
+    for _ in range(budget // one_job + 2):
+        job = submit(svc.client, [f"{target.url}/status/500?{n}={long_path}" for n in range(100)])
+        wait_final(svc.client, job["id"])
+    after = status(svc.client)
+    assert after["retained_bytes"] <= budget
+    assert after["jobs"]["done"] < budget // one_job + 3  # the oldest were evicted
+    assert svc.client.get(f"/v1/jobs/{first['id']}").status_code == 404

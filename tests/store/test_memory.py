@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.schemas.jobs import CheckOptionsPublic, JobStatus
+from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobsPublic, JobStatus
 from app.schemas.results import CheckError, CheckResult, ErrorKind
 from app.store.base import JobNotFound
 from app.store.memory import MemoryStore
@@ -435,3 +435,150 @@ def test_racing_records_of_the_same_checks_keep_exactly_one_each() -> None:
     assert header.summary.up == 500
     assert header.status is JobStatus.DONE
     assert len(s.page(job_id, 0, 10_000).results) == 500
+
+
+# --- the summary: cancelled and interrupted checks are not `down` ---------------------------
+
+
+def test_summary_counts_cancelled_and_interrupted_checks_apart_from_down() -> None:
+    # A check that never ran, or was cut off by shutdown, says nothing about its target.
+    s = store()
+    job_urls = urls(5)
+    job_id = new_job(s, job_urls)
+    s.record(job_id, 0, up(job_urls[0]))
+    s.record(job_id, 1, down(job_urls[1], ErrorKind.TIMEOUT))
+    s.record(job_id, 2, down(job_urls[2], ErrorKind.CANCELLED))
+    s.record(job_id, 3, down(job_urls[3], ErrorKind.CANCELLED))
+    s.record(job_id, 4, down(job_urls[4], ErrorKind.INTERRUPTED))
+    summary = s.header(job_id).summary
+    assert (summary.up, summary.degraded, summary.down) == (1, 0, 1)
+    assert (summary.cancelled, summary.interrupted) == (2, 1)
+    assert summary.errors == {"timeout": 1, "cancelled": 2, "interrupted": 1}
+    counted = summary.up + summary.degraded + summary.down
+    assert counted + summary.cancelled + summary.interrupted == s.header(job_id).completed
+
+
+# --- retention by bytes ---------------------------------------------------------------------
+
+
+def sized_store(max_bytes: int, max_jobs: int = 1000) -> MemoryStore:
+    return MemoryStore(max_jobs=max_jobs, max_age_s=3600.0, max_bytes=max_bytes)
+
+
+def bulky(url: str, size: int = 2000) -> CheckResult:
+    """A down result whose JSON is at least `size` bytes."""
+    return CheckResult(
+        url=url,
+        ok=False,
+        outcome="down",
+        checked_at=datetime.now(UTC),
+        error=CheckError(kind=ErrorKind.BLOCKED, message="x" * size),
+    )
+
+
+def finish_bulky(s: MemoryStore, job_id: str, size: int = 2000) -> None:
+    for index, url in enumerate(s.urls(job_id)):
+        s.record(job_id, index, bulky(url, size))
+
+
+def test_retained_bytes_count_the_stored_json_of_every_kept_result() -> None:
+    s = sized_store(max_bytes=10**9)
+    empty = s.retained_bytes()
+    job_id = new_job(s, urls(10))
+    with_job = s.retained_bytes()
+    assert with_job > empty  # a job costs its overhead before any result
+    finish_bulky(s, job_id, size=3000)
+    grown = s.retained_bytes() - with_job
+    json_bytes = sum(len(r.model_dump_json()) for r in s.page(job_id, 0, 100).results)
+    assert json_bytes <= grown <= json_bytes + 10 * 200  # the JSON, plus a small overhead each
+
+
+def test_oldest_finished_jobs_are_evicted_past_the_byte_budget() -> None:
+    # Each job: 10 results of >2 KB, so > 20 KB; a 70 KB budget holds three of them.
+    s = sized_store(max_bytes=70_000)
+    jobs = [new_job(s, urls(10, prefix=f"j{n}-")) for n in range(6)]
+    for job_id in jobs:
+        finish_bulky(s, job_id)
+    assert s.retained_bytes() <= 70_000
+    kept = {job.id for job in s.list_jobs(0, 100)[0]}
+    assert jobs[-1] in kept
+    assert jobs[0] not in kept
+    # Oldest first: what is kept is a suffix of the finishing order.
+    assert kept == set(jobs[len(jobs) - len(kept) :])
+    with pytest.raises(JobNotFound):
+        s.header(jobs[0])
+
+
+def test_jobs_in_progress_are_never_evicted_for_bytes() -> None:
+    s = sized_store(max_bytes=30_000)
+    older, newer = new_job(s, urls(5, prefix="f")), new_job(s, urls(5, prefix="g"))
+    finish_bulky(s, older)
+    finish_bulky(s, newer)
+    running = new_job(s, urls(30, prefix="r"))
+    s.mark_started(running)
+    for index, url in enumerate(s.urls(running)[:-1]):  # 29 of 30: still running
+        s.record(running, index, bulky(url))
+    # Over budget with the running job alone: finished jobs go, oldest first, but the one
+    # that finished last stays (its client may be about to read it); the running one stays.
+    assert s.retained_bytes() > 30_000
+    with pytest.raises(JobNotFound):
+        s.header(older)
+    assert s.header(newer).status is JobStatus.DONE
+    assert s.header(running).completed == 29
+    # Once the running job finishes, it is the newest finished job: the other one goes.
+    s.record(running, 29, bulky(s.urls(running)[29]))
+    assert s.header(running).status is JobStatus.DONE
+    with pytest.raises(JobNotFound):
+        s.header(newer)
+
+
+def test_evicting_for_bytes_gives_the_bytes_back() -> None:
+    s = sized_store(max_bytes=50_000)
+    baseline = s.retained_bytes()
+    for n in range(20):
+        finish_bulky(s, new_job(s, urls(10, prefix=f"k{n}-")))
+        assert s.retained_bytes() <= 50_000
+    # Every job is finished and over budget but the newest ones: their count stays small.
+    _, count = s.list_jobs(0, 100)
+    assert 1 <= count <= 3
+    assert s.retained_bytes() > baseline
+
+
+# --- pages and lists as JSON, assembled from the stored bytes -------------------------------
+
+
+def test_page_json_is_the_page_with_each_result_as_stored() -> None:
+    s = store()
+    job_urls = urls(5)
+    job_id = new_job(s, job_urls)
+    for index in (3, 1, 4):
+        s.record(job_id, index, down(job_urls[index]) if index == 1 else up(job_urls[index]))
+    stored, _ = s.results_since(job_id, 0)
+
+    for offset, limit in ((0, 10), (1, 1), (3, 5)):
+        body = s.page_json(job_id, offset, limit)
+        assert JobPublic.model_validate_json(body) == s.page(job_id, offset, limit)
+        # The stored bytes themselves, not a re-encoding: nothing is rebuilt per read.
+        raw = body[body.index(b'"results":[') + len(b'"results":[') : body.rindex(b"]")]
+        assert raw == b",".join(stored[offset : offset + limit])
+
+
+def test_page_json_of_a_finished_job_matches_its_header() -> None:
+    s = store()
+    job_id = new_job(s)
+    finish(s, job_id)
+    page = JobPublic.model_validate_json(s.page_json(job_id, 0, 100))
+    assert JobHeader.model_validate(page.model_dump()) == s.header(job_id)
+    assert page.status is JobStatus.DONE
+    with pytest.raises(JobNotFound):
+        s.page_json("missing", 0, 10)
+
+
+def test_list_json_is_the_job_list() -> None:
+    s = store()
+    ids = [new_job(s) for _ in range(3)]
+    finish(s, ids[1])
+    for offset, limit in ((0, 10), (1, 1), (5, 2)):
+        listing = JobsPublic.model_validate_json(s.list_json(offset, limit))
+        jobs, count = s.list_jobs(offset, limit)
+        assert listing == JobsPublic(jobs=jobs, count=count, offset=offset, limit=limit)

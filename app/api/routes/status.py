@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from app import __version__
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
+from app.api.responses import JSONBytes
 from app.schemas.status import StatusPublic
 
 router = APIRouter(prefix="/v1", tags=["status"], route_class=JSONBodyRoute)
 
 
 @router.get("/status", response_model=StatusPublic, summary="Service status and counters")
-async def status(services: ServicesDep) -> StatusPublic:
+async def status(services: ServicesDep) -> Response:
     running, queued, checked = services.dispatcher.counters()
-    return StatusPublic(
+    body = StatusPublic(
         version=__version__,
         uptime_s=round(time.monotonic() - services.started_monotonic, 3),
         workers=services.dispatcher.workers,
@@ -26,5 +27,9 @@ async def status(services: ServicesDep) -> StatusPublic:
         max_queued_checks=services.settings.max_queued_checks,
         checked_total=checked,
         jobs=services.store.count_by_status(),
+        retained_bytes=services.store.retained_bytes(),
+        retention_max_bytes=services.store.max_bytes,
         shutting_down=services.coordinator.shutting_down,
     )
+    # Encoded once: returning the model would have FastAPI validate and encode it again.
+    return JSONBytes(body.model_dump_json())
