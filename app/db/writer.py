@@ -167,7 +167,7 @@ class Writer:
             return self._abandon([], "the writer was never started") == 0
         self._thread.join(timeout_s)
         if not self._thread.is_alive():
-            return True
+            return not self._give_up.is_set()  # a second call after giving up: still False
         self._give_up.set()
         self._thread.join(GIVE_UP_GRACE_S)
         if self._thread.is_alive():

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, func, insert, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.db.engine import Database, open_database
+from app.db.faults import describe, is_outage
 from app.db.migrator import upgrade
 from app.db.schema import jobs, results
 from app.db.url import sqlalchemy_url
@@ -149,10 +150,11 @@ def test_writes_queued_while_sqlite_cannot_write_all_land_afterwards(
 
 
 def test_a_bad_write_fails_alone_and_is_not_retried(
-    sqlite_db: Database, writers: list[Writer]
+    database: Database, writers: list[Writer]
 ) -> None:
     # SQLite reports a missing table as an OperationalError too: it is not an outage.
-    writer = Writer(sqlite_db, flush_interval_s=0.02, queue_max=100).start()
+    upgrade(database)
+    writer = Writer(database, flush_interval_s=0.02, queue_max=100).start()
     writers.append(writer)
 
     bad = writer.submit(lambda c: c.execute(text("INSERT INTO nowhere VALUES (1)")))
@@ -210,6 +212,7 @@ def test_stop_gives_up_after_its_timeout_and_fails_what_is_left(
             future.result(timeout=5)
     assert writer.stats().dropped == 10
     assert "10 writes" in caplog.text
+    assert not writer.stop(timeout_s=1.0)  # asked again: it still did not write them
     fault.mode = "none"
     assert count(sqlite_db, jobs) == 0
 
@@ -222,6 +225,16 @@ def test_stop_with_a_healthy_database_still_writes_everything(sqlite_db: Databas
     assert writer.stop(timeout_s=15)
     assert count(sqlite_db, jobs) == 200
     assert writer.stats().dropped == 0
+
+
+def test_a_reason_never_shows_the_password() -> None:
+    url = sqlalchemy_url("postgresql://u:s3cret-pw@127.0.0.1:1/db", Path("."))
+    echoed = OperationalError("SELECT 1", {}, Exception("auth failed for s3cret-pw\nmore"))
+
+    assert describe(echoed, url) == (
+        "database postgresql+psycopg://u:***@127.0.0.1:1/db: auth failed for ***"
+    )
+    assert is_outage(echoed)  # an unknown driver's OperationalError: taken for an outage
 
 
 def test_postgres_stopped_mid_stream_loses_nothing(
