@@ -10,6 +10,7 @@ started again."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from app.db.engine import Database, open_database
 from app.db.faults import describe, is_outage
 from app.db.migrator import upgrade
 from app.db.schema import jobs, results
-from app.db.url import sqlalchemy_url
+from app.db.url import is_memory, sqlalchemy_url
 from app.db.writer import Writer, WriterFull, WriterGaveUp
 from tests.support.postgres import PostgresServer
 from tests.support.process import wait_until
@@ -37,19 +38,40 @@ UNLIMITED_PAGES = 1_073_741_823
 
 
 class SqliteFault:
-    """Makes every connection checked out from now on "full" or read-only, or neither."""
+    """Makes the database "full" or read-only for every connection checked out from now
+    on, or neither: `PRAGMA max_page_count`, `PRAGMA query_only`, or (an SQLite file) every
+    connection closed and opened again read-only (`mode=ro`)."""
 
     def __init__(self, db: Database) -> None:
-        self.mode = "none"
+        self._db = db
+        self._mode = "none"
         event.listen(db.engine, "checkout", self._apply)
+        event.listen(db.engine, "do_connect", self._connect)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        reopen = "reopen" in (mode, self._mode)
+        self._mode = mode
+        if reopen:  # connections in use are closed when they come back
+            self._db.engine.dispose()
+
+    def _connect(self, _dialect: Any, _record: Any, _args: Any, _params: Any) -> Any:
+        if self._mode != "reopen":
+            return None  # the dialect's own connect
+        uri = f"file:{self._db.url.database}?mode=ro"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
     def _apply(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
             # Below the current size SQLite takes the current size: no page can be added.
-            pages = 1 if self.mode == "full" else UNLIMITED_PAGES
+            pages = 1 if self._mode == "full" else UNLIMITED_PAGES
             cursor.execute(f"PRAGMA max_page_count = {pages}")
-            cursor.execute(f"PRAGMA query_only = {'ON' if self.mode == 'readonly' else 'OFF'}")
+            cursor.execute(f"PRAGMA query_only = {'ON' if self._mode == 'readonly' else 'OFF'}")
         finally:
             cursor.close()
 
@@ -114,11 +136,13 @@ def count(db: Database, table: Any) -> int:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-@pytest.mark.parametrize("mode", ["full", "readonly"])
+@pytest.mark.parametrize("mode", ["full", "readonly", "reopen"])
 def test_writes_queued_while_sqlite_cannot_write_all_land_afterwards(
     sqlite_db: Database, writers: list[Writer], mode: str
 ) -> None:
     db = sqlite_db
+    if mode == "reopen" and is_memory(db.url):
+        pytest.skip("an in-memory database cannot be opened again")
     fault = SqliteFault(db)
     writer = Writer(db, flush_interval_s=0.02, queue_max=1000, retry_max_delay_s=0.2).start()
     writers.append(writer)
