@@ -30,8 +30,8 @@ from app.db.engine import Database
 log = logging.getLogger(__name__)
 
 BATCH_JOBS = 500
-BATCH_ROWS = 20_000  # URLs + results deleted in one transaction, about
-VACUUM_PAGES = 2_000  # 8 MB of 4 KB pages given back per batch
+BATCH_ROWS = 5_000  # URLs + results deleted in one transaction, about (bench/retention.py)
+VACUUM_PAGES = 250  # 1 MB of 4 KB pages given back per batch: moving pages is the slow part
 MAX_BATCHES_PER_ROUND = 100_000  # a bound, not a target: a round ends when nothing is left
 
 
