@@ -27,7 +27,7 @@ from app.db.engine import Database, open_database
 from app.db.faults import describe, is_outage
 from app.db.migrator import upgrade
 from app.db.schema import jobs, results
-from app.db.url import is_memory, sqlalchemy_url
+from app.db.url import sqlalchemy_url
 from app.db.writer import Writer, WriterFull, WriterGaveUp
 from tests.support.postgres import PostgresServer
 from tests.support.process import wait_until
@@ -136,13 +136,28 @@ def count(db: Database, table: Any) -> int:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-@pytest.mark.parametrize("mode", ["full", "readonly", "reopen"])
+@pytest.mark.parametrize("mode", ["full", "readonly"])
 def test_writes_queued_while_sqlite_cannot_write_all_land_afterwards(
     sqlite_db: Database, writers: list[Writer], mode: str
 ) -> None:
-    db = sqlite_db
-    if mode == "reopen" and is_memory(db.url):
-        pytest.skip("an in-memory database cannot be opened again")
+    outage_then_return(sqlite_db, writers, mode)
+
+
+def test_writes_queued_while_sqlite_is_reopened_read_only_all_land_afterwards(
+    tmp_path: Path, writers: list[Writer]
+) -> None:
+    # An SQLite file only: an in-memory database cannot be opened again.
+    db = open_database(sqlalchemy_url(f"sqlite:///{tmp_path / 'u.db'}", tmp_path))
+    try:
+        upgrade(db)
+        outage_then_return(db, writers, "reopen")
+    finally:
+        for writer in writers:
+            writer.stop(timeout_s=5)
+        db.close()
+
+
+def outage_then_return(db: Database, writers: list[Writer], mode: str) -> None:
     fault = SqliteFault(db)
     writer = Writer(db, flush_interval_s=0.02, queue_max=1000, retry_max_delay_s=0.2).start()
     writers.append(writer)
@@ -334,3 +349,16 @@ def test_stop_gives_up_while_postgres_is_away(postgres: PostgresServer, tmp_path
     finally:
         db.close()
         postgres.drop_database(name)
+
+
+def test_stop_of_a_writer_never_started_fails_what_was_queued(sqlite_db: Database) -> None:
+    writer = Writer(sqlite_db, flush_interval_s=0.02, queue_max=100)
+    pending = [writer.submit(add_job(f"{n:032d}")) for n in range(2)]
+    writer.put(add_job("p" * 32))
+
+    assert not writer.stop(timeout_s=1.0)
+
+    for future in pending:
+        with pytest.raises(WriterGaveUp):
+            future.result(timeout=1)
+    assert writer.stats().dropped == 3
