@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -362,3 +363,24 @@ def test_stop_of_a_writer_never_started_fails_what_was_queued(sqlite_db: Databas
         with pytest.raises(WriterGaveUp):
             future.result(timeout=1)
     assert writer.stats().dropped == 3
+
+
+def test_retries_back_off_up_to_the_cap(sqlite_db: Database, writers: list[Writer]) -> None:
+    fault = SqliteFault(sqlite_db)
+    attempts: list[float] = []
+    event.listen(sqlite_db.engine, "handle_error", lambda _ctx: attempts.append(time.monotonic()))
+    writer = Writer(sqlite_db, flush_interval_s=0.02, queue_max=100, retry_max_delay_s=0.4)
+    writers.append(writer.start())
+    fault.mode = "readonly"
+
+    outcome = writer.submit(add_job("b" * 32))
+    threading.Event().wait(3.5)
+    fault.mode = "none"
+    assert outcome.result(timeout=10) == "b" * 32
+
+    gaps = [later - earlier for earlier, later in pairwise(attempts)]
+    # Not a tight loop: the waits double (0.05, 0.1, 0.2, 0.4 s) ...
+    assert 4 <= len(attempts) <= 20
+    assert gaps[0] < gaps[3]
+    # ... and stop at the cap (uncapped, one would be 1.6 s within 3.5 s).
+    assert max(gaps) < 1.2
