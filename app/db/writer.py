@@ -142,7 +142,9 @@ class Writer:
         held, reason = self._held, self._last_error
         oldest = held[0].queued_at if held else self._oldest_queued()
         return WriterStats(
-            queued=self._queue.qsize(),
+            # Once stopped, the queue ends with the sentinel until the writer takes it, and
+            # nothing follows it: it is the one entry not to count.
+            queued=max(0, self._queue.qsize() - (0 if self._accepting else 1)),
             written=self._written,
             failed=self._failed,
             batches=self._batches,
