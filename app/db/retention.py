@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy import Connection, delete, or_, select
 
 from app.db import schema
 from app.db.engine import Database
@@ -62,31 +62,7 @@ def prune_batch(
     """Delete one batch of expired finished jobs, oldest first, inside the caller's
     transaction: those finished before `older_than`, and those beyond the newest
     `keep_max_jobs` (every job counts towards it; only final ones are deleted)."""
-    jobs = schema.jobs
-    expired = [
-        jobs.c.finished_at < older_than,
-        and_(jobs.c.finished_at.is_(None), jobs.c.created_at < older_than),
-    ]
-    # The newest job beyond the limit: it and every older one are in excess.
-    boundary = connection.execute(
-        select(jobs.c.created_at, jobs.c.id)
-        .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-        .offset(keep_max_jobs)
-        .limit(1)
-    ).first()
-    if boundary is not None:
-        expired.append(
-            or_(
-                jobs.c.created_at < boundary.created_at,
-                and_(jobs.c.created_at == boundary.created_at, jobs.c.id <= boundary.id),
-            )
-        )
-    candidates = connection.execute(
-        select(jobs.c.id, jobs.c.total)
-        .where(jobs.c.status.not_in(schema.UNFINISHED), or_(*expired))
-        .order_by(jobs.c.created_at, jobs.c.id)
-        .limit(batch_jobs)
-    ).all()
+    candidates, full = _candidates(connection, older_than, keep_max_jobs, batch_jobs)
     if not candidates:
         return _vacuum(connection, vacuum_pages, Pruned())
     first_id, first_total = candidates[0]
@@ -102,9 +78,53 @@ def prune_batch(
     rows = 0
     for table in (schema.results, schema.job_urls):
         rows += connection.execute(delete(table).where(table.c.job_id.in_(taken))).rowcount
-    connection.execute(delete(jobs).where(jobs.c.id.in_(taken)))
-    more = len(candidates) == batch_jobs or len(taken) < len(candidates)
+    connection.execute(delete(schema.jobs).where(schema.jobs.c.id.in_(taken)))
+    more = full or len(taken) < len(candidates)
     return _vacuum(connection, vacuum_pages, Pruned(len(taken), rows, 0, more))
+
+
+def _candidates(
+    connection: Connection, older_than: datetime, keep_max_jobs: int, limit: int
+) -> tuple[list[tuple[str, int]], bool]:
+    """Up to `limit` (job id, URL count) to delete, and whether the limit was reached.
+
+    One query per reason, each a range of an index, so that finding nothing to delete in
+    100,000 jobs reads only the index entries near the limits (one query with an OR of the
+    reasons was measured scanning every job: 80 ms with nothing to do)."""
+    jobs = schema.jobs
+    final = jobs.c.status.not_in(schema.UNFINISHED)
+    found = select(jobs.c.id, jobs.c.total)
+    queries = []
+    # The newest job beyond the count limit: it and every older one are in excess.
+    boundary = connection.execute(
+        select(jobs.c.created_at, jobs.c.id)
+        .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        .offset(keep_max_jobs)
+        .limit(1)
+    ).first()
+    if boundary is not None:
+        at, last_id = boundary
+        queries.append(
+            found.where(
+                final,
+                jobs.c.created_at <= at,  # the index range; the OR below only filters it
+                or_(jobs.c.created_at < at, jobs.c.id <= last_id),
+            ).order_by(jobs.c.created_at, jobs.c.id)
+        )
+    queries.append(found.where(final, jobs.c.finished_at < older_than).order_by(jobs.c.finished_at))
+    # A final job without an end time (none should exist): aged by its creation.
+    queries.append(found.where(final, jobs.c.finished_at.is_(None), jobs.c.created_at < older_than))
+    candidates: dict[str, int] = {}
+    for query in queries:
+        want = limit - len(candidates)
+        if want <= 0:
+            return list(candidates.items()), True
+        rows = connection.execute(query.limit(want)).all()
+        for job_id, total in rows:
+            candidates.setdefault(job_id, total)
+        if len(rows) == want:
+            return list(candidates.items()), True
+    return list(candidates.items()), False
 
 
 def _prune_part(connection: Connection, job_id: str, batch_rows: int) -> Pruned:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 
 from app.db.engine import Database, open_database
 from app.db.migrator import upgrade
@@ -132,6 +132,16 @@ def test_beyond_the_newest_n_the_finished_jobs_go(db: Database) -> None:
     # The 4 newest are kept; of the others, only the one not final stays.
     assert job_ids(db) == {jid(f"j{n}") for n in range(6, 10)} | {jid("running")}
     assert pruned.jobs == 6
+
+
+def test_a_final_job_without_an_end_time_ages_by_its_creation(db: Database) -> None:
+    for name, age in (("old", 40), ("new", 3)):
+        add_job(db, jid(name), age_days=age)
+        with db.write_engine.begin() as connection:
+            connection.execute(update(jobs).where(jobs.c.id == jid(name)).values(finished_at=None))
+
+    assert prune(db, older_than=CUTOFF, keep_max_jobs=NO_COUNT_LIMIT).jobs == 1
+    assert job_ids(db) == {jid("new")}
 
 
 def test_nothing_to_prune_deletes_nothing(db: Database) -> None:
