@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     db_flush_interval_s: float = Field(0.1, gt=0)
     db_queue_max: int = Field(10_000, ge=1)
+    # Faults: while the database is away, writes are retried, waits doubling up to this.
+    db_retry_max_delay_s: float = Field(5.0, gt=0)
+    # On shutdown, how long the writer may take to flush; what it cannot write is logged.
+    db_flush_timeout_s: float = Field(10.0, ge=0)
+    # Retention on disk (app/db/retention.py), apart from the memory budget above: finished
+    # jobs older than this many days, or beyond the newest max_jobs, are deleted.
+    db_retention_days: float = Field(30.0, gt=0)
+    db_retention_max_jobs: int = Field(100_000, ge=1)
+    db_retention_interval_s: float = Field(600.0, gt=0)
 
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)

@@ -160,7 +160,10 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         # Before the first table exists, or it has no effect (and before WAL, which writes
         # the file's first page): then retention's space can be given back incrementally.
-        cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        # Set only where it is not yet: setting it is a write, which a database opened
+        # read-only (a read-only mount, a full disk's remount) refuses, reads and all.
+        if cursor.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: INCREMENTAL
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
         cursor.execute("PRAGMA journal_mode = WAL")
         # In WAL mode, NORMAL syncs at checkpoints, not at each commit: a crash of the
         # process loses nothing committed; a power loss or OS crash may lose the last
