@@ -112,10 +112,13 @@ def test_sigterm_mid_job_ends_every_check_and_the_held_stream_within_the_grace_p
     assert end["job"]["id"] == job_id
     assert end["job"]["status"] == "interrupted"
     assert end["job"]["completed"] == end["job"]["total"] == len(urls)
+    # Cancelled and interrupted checks say nothing about their targets: not counted as down.
     assert end["job"]["summary"] == {
         "up": 2,
         "degraded": 0,
-        "down": 8,
+        "down": 0,
+        "cancelled": 6,
+        "interrupted": 2,
         "errors": {"cancelled": 6, "interrupted": 2},
     }
 
@@ -231,7 +234,14 @@ def test_running_check_that_finishes_within_the_grace_period_keeps_its_real_resu
     end = stream.end
     assert end is not None
     assert end["job"]["status"] == "interrupted"
-    assert end["job"]["summary"] == {"up": 1, "degraded": 0, "down": 1, "errors": {"cancelled": 1}}
+    assert end["job"]["summary"] == {
+        "up": 1,
+        "degraded": 0,
+        "down": 0,
+        "cancelled": 1,
+        "interrupted": 0,
+        "errors": {"cancelled": 1},
+    }
     # The drain ended when the check did, not when the grace period did.
     assert exited - sent < grace_s, f"exited {exited - sent:.1f} s after SIGTERM\n{log}"
     assert "grace period" not in log
