@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import errors
 from app.api.body_limit import BodyLimit
-from app.api.loop_guard import guard_loop, stop_guard
+from app.api.loop_guard import RequestCounter, guard_loop, stop_guard
 from app.api.routes import check, docs, health, jobs, status
 from app.config import Settings, load_settings
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
     services = Services.build(settings, resolver)
+    request_counts = [0]  # RequestCounter's: the loop guard reads it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
         defer_full_collections()
         if settings.adaptive_concurrency:
             limiter = ConcurrencyLimiter(LimiterConfig(ceiling=settings.workers))
-            tasks.append(asyncio.create_task(guard_loop(services.dispatcher, limiter)))
+            guard = guard_loop(services.dispatcher, limiter, request_counts)
+            tasks.append(asyncio.create_task(guard))
         try:
             yield
         finally:
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
         redoc_url=None,
     )
     app.state.services = services
+    app.add_middleware(RequestCounter, counts=request_counts)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     for module in (health, status, jobs, check, docs):

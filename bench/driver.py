@@ -435,6 +435,7 @@ def run_load(scenario: Scenario, target: NginxTarget) -> dict[str, Any]:
         out["status_p50_ms"] = percentile(poller.latencies_ms, 50)
         out["status_p99_ms"] = percentile(poller.latencies_ms, 99)
         out["status_max_ms"] = max(poller.latencies_ms) if poller.latencies_ms else None
+        out["status_ms"] = [round(ms, 1) for ms in poller.latencies_ms]  # for the tail's shape
         out["page_p50_ms"] = report["page_p50_ms"]
         out["page_p99_ms"] = report["page_p99_ms"]
         out["submit_s"] = (report["submit_p50_ms"] or 0.0) / 1000.0
