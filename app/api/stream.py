@@ -80,7 +80,10 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
                 if final_header is not None:
                     yield end_line(final_header)
                     return
-                await wakeup.wait()
+                if not results:
+                    # Nothing new: wait for the store. After a read that brought results,
+                    # read again first: a job on disk comes in batches and wakes nobody.
+                    await wakeup.wait()
                 # Results come one by one from many threads: a write per result, times every
                 # open stream, kept the event loop from answering anything else.
                 pause = wrote_at + _MIN_INTERVAL_S - loop.time()

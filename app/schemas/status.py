@@ -17,12 +17,13 @@ class StatusPublic(BaseModel):
     checked_total: int = Field(description="Checks finished since start, all jobs.")
     jobs: dict[JobStatus, int] = Field(description="Jobs kept, by status.")
     retained_bytes: int = Field(
-        description="Memory the kept jobs' results take: their JSON, plus an estimate of "
+        description="Memory the jobs not yet wholly on disk take (running ones, and finished "
+        "ones until their final state is written): their results' JSON, plus an estimate of "
         "each job's overhead."
     )
     retention_max_bytes: int = Field(
-        description="The budget for retained_bytes: beyond it the oldest finished jobs are "
-        "evicted (running and queued ones never, nor the job that finished last)."
+        description="The budget for retained_bytes: beyond it the oldest finished jobs leave "
+        "memory even before they are on disk (running and queued ones never)."
     )
     shutting_down: bool
 
