@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -23,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.db.engine import Database
 from app.db.schema import results
@@ -41,12 +41,16 @@ from app.store.base import (
     Unsubscribe,
 )
 from app.store.memory import MemoryStore
+from app.store.stored import StoredJobs, reason_of
 
 log = logging.getLogger("urlhealth.store")
 
 T = TypeVar("T")
+
 # Results a stream reads from the database at a time (a finished job's may be 100,000).
 STREAM_BATCH = 5000
+# How long a result waits before it tries the writer's full queue again.
+_FULL_PAUSE_S = 0.01
 
 
 @dataclass(slots=True)
@@ -71,10 +75,12 @@ class DurableStore:
         self.database = database
         self.writer = writer
         self.memory = memory
+        self.stored = StoredJobs(database)
         self._owner = owner
         self._commit_timeout_s = commit_timeout_s
         self._lock = threading.Lock()
         self._queued: dict[str, _Queued] = {}
+        self._room = threading.Event()  # never set: the pause while the queue is full
         self.lost = 0  # results the writer would not take (its queue full, or stopped)
 
     # --- writes ---------------------------------------------------------------------------
@@ -108,10 +114,7 @@ class DurableStore:
         kept = self.memory.keep(job_id, index, stored)
         if kept is None:
             return False
-        try:
-            self.writer.put_row(results, rows.result_row(job_id, index, kept.seq, stored))
-        except (WriterFull, WriterClosed) as exc:
-            self._lose(f"a result of job {job_id} was not written: {exc}")
+        self._put_result(rows.result_row(job_id, index, kept.seq, stored))
         with self._lock:
             queued = self._queued[job_id]
             queued.queued += 1
@@ -123,13 +126,31 @@ class DurableStore:
             self._finish(job_id, final)
         return True
 
+    def _put_result(self, row: dict[str, Any]) -> None:
+        what = f"a result of job {row['job_id']}"
+        self._offer(lambda: self.writer.put_row(results, row), what)
+
     def _finish(self, job_id: str, final: dict[str, Any]) -> None:
-        try:
-            future = self.writer.submit(rows.finish_job(final))
-        except (WriterFull, WriterClosed) as exc:
-            self._lose(f"job {job_id}'s final state was not written: {exc}")
-            return
-        future.add_done_callback(lambda done: self._on_disk(job_id, done))
+        future = self._offer(lambda: self.writer.submit(rows.finish_job(final)), f"job {job_id}")
+        if future is not None:
+            future.add_done_callback(lambda done: self._on_disk(job_id, done))
+
+    def _offer(self, send: Callable[[], T], what: str) -> T | None:
+        """Hand a write to the writer; while its queue is full, wait for room (a burst, such
+        as a large job cancelled, outruns it for a moment), at most `commit_timeout_s`. The
+        caller holds no lock: waiting here slows the checks down, as it should."""
+        deadline = time.monotonic() + self._commit_timeout_s
+        while True:
+            try:
+                return send()
+            except WriterClosed as exc:
+                self._lose(f"{what} was not written: {exc}")
+                return None
+            except WriterFull as exc:
+                if time.monotonic() >= deadline:
+                    self._lose(f"{what} was not written: {exc}")
+                    return None
+            self._room.wait(_FULL_PAUSE_S)
 
     def _on_disk(self, job_id: str, done: Future[None]) -> None:
         """Run by the writer thread once the final row is committed (or failed)."""
@@ -153,7 +174,7 @@ class DurableStore:
         try:
             return self.memory.unfinished(job_id)
         except JobNotFound:
-            self.header(job_id)  # on disk, final: raises JobNotFound if not
+            self.stored.header(job_id)  # on disk, final: raises JobNotFound if not
             return []
 
     def urls(self, job_id: str) -> Sequence[str]:
@@ -163,7 +184,7 @@ class DurableStore:
         try:
             return self.memory.subscribe(job_id, callback)
         except JobNotFound:
-            self.header(job_id)  # a final job on disk will not change: nothing to call
+            self.stored.header(job_id)  # final on disk: it will not change, nothing to call
             return lambda: None
 
     def expire(self) -> int:
@@ -174,7 +195,7 @@ class DurableStore:
         try:
             return self.memory.header(job_id)
         except JobNotFound:
-            return views.header_model(self._stored_header(job_id))
+            return views.header_model(self.stored.header(job_id))
 
     def page(self, job_id: str, offset: int, limit: int) -> JobPublic:
         return JobPublic.model_validate_json(self.page_json(job_id, offset, limit))
@@ -183,25 +204,15 @@ class DurableStore:
         try:
             return self.memory.page_json(job_id, offset, limit)
         except JobNotFound:
-            pass
-
-        def read(connection: Connection) -> tuple[dict[str, Any] | None, list[bytes]]:
-            fields = rows.read_header(connection, job_id)
-            if fields is None:
-                return None, []
-            return fields, rows.read_results(connection, job_id, offset, offset + limit)
-
-        fields, bodies = self._read(read)
-        if fields is None:
-            raise JobNotFound(job_id)
+            fields, bodies = self.stored.page(job_id, offset, limit)
         return views.page_json(views.header_json(fields), bodies, offset, limit)
 
     def results_since(self, job_id: str, start: int) -> tuple[list[bytes], JobHeader]:
         try:
             return self.memory.results_since(job_id, start)
         except JobNotFound:
-            fields, bodies = self._stored_since(job_id, start, None)
-            return bodies, views.header_model(fields)
+            fields, bodies = self.stored.page(job_id, start, None)
+        return bodies, views.header_model(fields)
 
     def results_since_json(self, job_id: str, start: int) -> tuple[list[bytes], bytes | None]:
         """For a job on disk, at most STREAM_BATCH results at a time; the header comes with
@@ -209,24 +220,9 @@ class DurableStore:
         try:
             return self.memory.results_since_json(job_id, start)
         except JobNotFound:
-            fields, bodies = self._stored_since(job_id, start, STREAM_BATCH)
+            fields, bodies = self.stored.page(job_id, start, STREAM_BATCH)
         done = fields["status"].final and start + len(bodies) >= fields["completed"]
         return bodies, views.header_json(fields) if done else None
-
-    def _stored_since(
-        self, job_id: str, start: int, count: int | None
-    ) -> tuple[dict[str, Any], list[bytes]]:
-        def read(connection: Connection) -> tuple[dict[str, Any] | None, list[bytes]]:
-            fields = rows.read_header(connection, job_id)
-            if fields is None:
-                return None, []
-            stop = fields["completed"] if count is None else start + count
-            return fields, rows.read_results(connection, job_id, start, stop)
-
-        fields, bodies = self._read(read)
-        if fields is None:
-            raise JobNotFound(job_id)
-        return fields, bodies
 
     def list_jobs(
         self, offset: int, limit: int, where: JobFilter = NO_FILTER
@@ -243,7 +239,7 @@ class DurableStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """The database's page of jobs, with the live state of those still in memory (the
         database's may be a flush interval behind)."""
-        stored, count = self._read(lambda c: rows.read_list(c, offset, limit, where))
+        stored, count = self.stored.listed(offset, limit, where)
         live = self.memory.header_fields([fields["id"] for fields in stored])
         return [live.get(fields["id"], fields) for fields in stored], count
 
@@ -252,11 +248,7 @@ class DurableStore:
 
     def count_by_status(self) -> dict[JobStatus, int]:
         live = self.memory.statuses()
-
-        def read(connection: Connection) -> tuple[dict[str, int], dict[str, str]]:
-            return rows.count_by_status(connection), rows.statuses_of(connection, live)
-
-        stored, stale = self._read(read)
+        stored, stale = self.stored.counts(live)
         counts = dict.fromkeys(JobStatus, 0)
         for status, count in stored.items():
             counts[JobStatus(status)] += count
@@ -272,21 +264,7 @@ class DurableStore:
     def retained_bytes(self) -> int:
         return self.memory.retained_bytes()
 
-    # --- the database ---------------------------------------------------------------------
-    def _stored_header(self, job_id: str) -> dict[str, Any]:
-        fields = self._read(lambda c: rows.read_header(c, job_id))
-        if fields is None:
-            raise JobNotFound(job_id)
-        return fields
-
-    def _read(self, read: Callable[[Connection], T]) -> T:
-        try:
-            with self.database.engine.connect() as connection:
-                return read(connection)
-        except SQLAlchemyError as exc:
-            reason = _reason(exc, self.database.url.password)
-            raise StoreUnavailable(f"the database cannot be read: {reason}") from None
-
+    # --- the writer -----------------------------------------------------------------------
     def _commit(self, write: Callable[[Connection], Any], what: str) -> None:
         """Run `write` through the writer and wait until it is committed."""
         try:
@@ -303,25 +281,13 @@ class DurableStore:
                 f"{what}: the database did not confirm it within {self._commit_timeout_s:g} s"
             ) from None
         except Exception as exc:
-            reason = _reason(exc, self.database.url.password)
+            reason = reason_of(exc, self.database.url.password)
             raise StoreUnavailable(f"{what}: {reason}") from None
 
     def _put(self, write: Callable[[Connection], Any]) -> None:
-        try:
-            self.writer.put(write)
-        except (WriterFull, WriterClosed) as exc:
-            self._lose(f"a job's state was not written: {exc}")
+        self._offer(lambda: self.writer.put(write), "a job's state")
 
     def _lose(self, message: str) -> None:
         with self._lock:
             self.lost += 1
         log.warning("%s", message)
-
-
-def _reason(exc: BaseException, password: str | None) -> str:
-    """The driver's first line (SQLAlchemy's own adds the statement, which may be long),
-    with the password scrubbed should a driver echo it."""
-    original = getattr(exc, "orig", None) or exc
-    text = str(original).strip()
-    reason = text.splitlines()[0] if text else type(original).__name__
-    return reason.replace(str(password), "***") if password else reason

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, true, update
+from sqlalchemy import Connection, and_, func, insert, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.schema import job_urls, jobs, results
@@ -201,8 +201,3 @@ def statuses_of(connection: Connection, ids: Iterable[str]) -> dict[str, str]:
         rows = connection.execute(select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(chunk)))
         found.update({str(job_id): str(status) for job_id, status in rows})
     return found
-
-
-def exists(engine: Engine, job_id: str) -> bool:
-    with engine.connect() as connection:
-        return connection.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is not None

@@ -290,3 +290,18 @@ def test_a_large_job_on_disk_pages_correctly(tmp_path: Path) -> None:
         assert store.header(job_id).completed == total
     finally:
         storage.close()
+
+
+def test_a_burst_of_results_waits_for_room_in_the_writers_queue(database_url: str) -> None:
+    # A queue of 10 writes and 500 results at once (a large job cancelled): none is lost.
+    storage = Storage.open(make_settings(database_url=database_url, db_queue_max=10))
+    try:
+        store = storage.store
+        job_id = store.create_job(urls(500), OPTIONS).id
+        for index, url in enumerate(urls(500)):
+            store.record(job_id, index, down(url, ErrorKind.CANCELLED))
+        assert wait_until(lambda: on_disk(store, job_id), 30.0)
+        assert stored_count(storage, job_id) == 500
+        assert store.lost == 0
+    finally:
+        storage.close()

@@ -119,5 +119,6 @@ async def stream_job(job_id: str, services: ServicesDep) -> NDJSONResponse:
     summary="Cancel: checks not started end `cancelled`; running ones finish",
     responses=_ERRORS,
 )
-async def cancel_job(job_id: str, services: ServicesDep) -> JobHeader:
+def cancel_job(job_id: str, services: ServicesDep) -> JobHeader:
+    # A plain def: the checks it cancels are recorded, and may wait for the writer.
     return services.dispatcher.cancel(job_id)
