@@ -81,6 +81,34 @@ def test_a_finished_job_is_there_byte_for_byte_after_sigterm_and_restart(
     assert '"status":"done"' in stream[-1]
 
 
+def test_sigterm_mid_job_flushes_the_drains_results_before_exit(
+    target: ThreadedUvicorn, tmp_path: Path
+) -> None:
+    # The drain interrupts the running checks, then the writer flushes: on restart the job
+    # is as the drain left it, not finalised by crash recovery.
+    path = tmp_path / "urlhealth.db"
+    fast = f"{target.url}/status/200"
+    slow = [f"{target.url}/delay/20000?{i}" for i in range(2)]
+    # A flush window longer than the shutdown: only the flush at exit can write the rest.
+    env = {**sqlite_env(path), "URLHEALTH_DB_FLUSH_INTERVAL_S": "30"}
+    with running_service(env=env, grace_s=0.5, workers=4) as svc:
+        job_id = submit(svc, [fast, *slow])
+        assert wait_until(lambda: page(svc, job_id).json()["completed"] == 1, 20.0)
+        svc.proc.send_signal(signal.SIGTERM)
+        assert svc.wait_exit(EXIT_TIMEOUT_S) == 0, svc.log()
+        log = svc.log()
+
+    assert results_on_disk(path, job_id) == 3
+    with running_service(env=sqlite_env(path)) as again:
+        job = page(again, job_id).json()
+        assert "ended interrupted" not in again.log()
+    assert job["status"] == "interrupted"
+    assert job["completed"] == 3
+    messages = {r["error"]["message"] for r in job["results"] if not r["ok"]}
+    assert messages == {"still running when the service shut down"}
+    assert log.index("drained in") < log.index("Application shutdown complete")
+
+
 def test_a_running_job_ends_interrupted_after_sigkill_and_restart(
     target: ThreadedUvicorn, tmp_path: Path
 ) -> None:
