@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.jobs import JobStatus
+
+
+class DatabaseStatus(BaseModel):
+    """The database writer's counters. Fields the writer adds later pass through as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str = Field(description="`sqlite` or `postgresql`.", examples=["sqlite"])
+    queued: int = Field(
+        description="Writes waiting for the database; at db_queue_max new jobs get 429."
+    )
+    written: int = Field(description="Writes committed since start.")
+    failed: int = Field(description="Writes the database refused.")
+    batches: int = Field(description="Transactions committed since start.")
+    lost: int = Field(
+        description="Writes the store could not hand to the writer (its queue full for too "
+        "long, or stopped): results in memory that will not reach the database."
+    )
 
 
 class StatusPublic(BaseModel):
@@ -26,6 +44,7 @@ class StatusPublic(BaseModel):
         "memory even before they are on disk (running and queued ones never)."
     )
     shutting_down: bool
+    database: DatabaseStatus
 
 
 class Health(BaseModel):

@@ -102,3 +102,16 @@ def test_status_reports_the_memory_running_jobs_take_and_finished_jobs_leave_it(
         what="the finished job to leave memory",
     )
     assert len(get_job(svc.client, job["id"], limit=1000)["results"]) == 100
+
+
+def test_status_shows_the_database_writer(
+    service_factory: ServiceFactory, target: ThreadedUvicorn
+) -> None:
+    svc = service_factory()
+    idle = status(svc.client)["database"]
+    assert idle["backend"] == "sqlite"  # memory:// is SQLite in this process
+    assert (idle["queued"], idle["failed"], idle["lost"]) == (0, 0, 0)
+    job = submit(svc.client, [f"{target.url}/status/200", f"{target.url}/status/201"])
+    wait_final(svc.client, job["id"])
+    # The job's row, its two results and its final row, at least.
+    wait_for(lambda: status(svc.client)["database"]["written"] >= idle["written"] + 4 or None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from fastapi import APIRouter, Response
@@ -10,7 +11,7 @@ from app import __version__
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
 from app.api.responses import JSONBytes
-from app.schemas.status import StatusPublic
+from app.schemas.status import DatabaseStatus, StatusPublic
 
 router = APIRouter(prefix="/v1", tags=["status"], route_class=JSONBodyRoute)
 
@@ -31,6 +32,11 @@ def status(services: ServicesDep) -> Response:
         retained_bytes=services.store.retained_bytes(),
         retention_max_bytes=services.store.max_bytes,
         shutting_down=services.coordinator.shutting_down,
+        database=DatabaseStatus(
+            backend=services.storage.database.dialect,
+            lost=services.store.lost,
+            **dataclasses.asdict(services.storage.writer.stats()),
+        ),
     )
     # Encoded once: returning the model would have FastAPI validate and encode it again.
     return JSONBytes(body.model_dump_json())
