@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -18,6 +19,7 @@ from app.schemas.jobs import JobStatus
 from app.schemas.results import ErrorKind
 from app.store.base import JobFilter, JobNotFound, StoredResult, StoreUnavailable
 from app.store.durable import DurableStore
+from app.store.instance import Instance
 from app.store.recovery import MESSAGE
 from app.store.storage import Storage
 from tests.conftest import make_settings
@@ -305,3 +307,20 @@ def test_a_burst_of_results_waits_for_room_in_the_writers_queue(database_url: st
         assert store.lost == 0
     finally:
         storage.close()
+
+
+def test_an_instance_beats_while_it_runs_and_leaves_no_row_when_stopped(storage: Storage) -> None:
+    instance = Instance(storage.writer, heartbeat_s=0.05)
+    instance.register(10.0)
+
+    def row() -> Any:
+        with storage.database.engine.connect() as connection:
+            query = select(instances).where(instances.c.id == instance.id)
+            return connection.execute(query).first()
+
+    first = row()
+    assert first is not None
+    assert wait_until(lambda: row().heartbeat_at > first.heartbeat_at, 10.0)
+    instance.stop()
+    assert wait_until(lambda: row() is None, 10.0)
+    assert storage.instance.id != instance.id
