@@ -221,7 +221,10 @@ class DurableStore:
             return self.memory.results_since_json(job_id, start)
         except JobNotFound:
             fields, bodies = self.stored.page(job_id, start, STREAM_BATCH)
-        done = fields["status"].final and start + len(bodies) >= fields["completed"]
+        # Done at `completed`, or where the results on disk end (should some have been lost,
+        # see `lost`): a stream must end either way.
+        end = start + len(bodies) >= fields["completed"] or not bodies
+        done = fields["status"].final and end
         return bodies, views.header_json(fields) if done else None
 
     def list_jobs(

@@ -324,3 +324,15 @@ def test_an_instance_beats_while_it_runs_and_leaves_no_row_when_stopped(storage:
     instance.stop()
     assert wait_until(lambda: row() is None, 10.0)
     assert storage.instance.id != instance.id
+
+
+def test_a_stream_of_a_job_on_disk_ends_even_if_results_were_lost(storage: Storage) -> None:
+    store = storage.store
+    job_id = store.create_job(urls(3), OPTIONS).id
+    finish(store, job_id)
+    assert wait_until(lambda: on_disk(store, job_id), 10.0)
+    with storage.database.engine.begin() as connection:  # as if it never reached the disk
+        connection.execute(results.delete().where(results.c.job_id == job_id, results.c.seq == 2))
+    bodies, header = store.results_since_json(job_id, 2)
+    assert bodies == []
+    assert header is not None  # the end line: no stream waits for results that will not come
