@@ -194,7 +194,7 @@ case "$image_user" in
 esac
 volumes=$(json_get 'sorted((d.get("Volumes") or {}).keys())' <"$work/config.json")
 data_env=$(json_get '[e for e in (d.get("Env") or []) if e.startswith("URLHEALTH_DATA_DIR=")]' <"$work/config.json")
-if [ "$volumes" = "['/data']" ] && [ "$data_env" = "['URLHEALTH_DATA_DIR=/data']" ]; then
+if [ "$volumes" = '["/data"]' ] && [ "$data_env" = '["URLHEALTH_DATA_DIR=/data"]' ]; then
   pass "VOLUME /data, URLHEALTH_DATA_DIR=/data"
 else
   fail "expected VOLUME /data and URLHEALTH_DATA_DIR=/data, got Volumes=$volumes Env=$data_env"
@@ -342,8 +342,9 @@ else
   fail "job $job_id not done within ${job_timeout_s} s (status '${status}')"
 fi
 
-# The job is kept in the volume's SQLite file, which the non-root user owns.
-db_owner=$(stat -c '%u' "$mnt/data/urlhealth.db" 2>/dev/null || echo missing)
+# The job is kept in the volume's SQLite file, which the non-root user owns. Seen through the
+# server process's root: `buildah run` mounts a VOLUME apart from the working container.
+db_owner=$(stat -c '%u' "/proc/$app_pid/root/data/urlhealth.db" 2>/dev/null || echo missing)
 if [ "$db_owner" = 10001 ]; then
   pass "/data/urlhealth.db exists, owned by uid 10001"
 else
