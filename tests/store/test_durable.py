@@ -6,6 +6,7 @@ the same from the database, lists filter there, and jobs a crash left unfinished
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -336,3 +337,25 @@ def test_a_stream_of_a_job_on_disk_ends_even_if_results_were_lost(storage: Stora
     bodies, header = store.results_since_json(job_id, 2)
     assert bodies == []
     assert header is not None  # the end line: no stream waits for results that will not come
+
+
+def test_a_job_reads_byte_for_byte_the_same_from_disk_as_from_memory(storage: Storage) -> None:
+    store = storage.store
+    options = OPTIONS.model_copy(update={"headers": {"X-B": "2", "X-A": "1"}, "timeout_s": 2.5})
+    job_id = store.create_job(urls(4), options, duplicates_removed=2).id
+    store.mark_started(job_id)
+    held = threading.Event()
+    storage.writer.submit(lambda _connection: held.wait(10.0))  # the writer waits for us
+    store.record(job_id, 0, up("http://u0.test/"))
+    store.record(job_id, 1, down("http://u1.test/", ErrorKind.TIMEOUT))
+    store.record(job_id, 2, down("http://u2.test/", ErrorKind.DNS))
+    store.record(job_id, 3, down("http://u3.test/", ErrorKind.TIMEOUT))
+    assert not on_disk(store, job_id)
+    page = store.page_json(job_id, 1, 2)
+    since = store.results_since_json(job_id, 0)
+    listed = store.list_json(0, 10)
+    held.set()
+    assert wait_until(lambda: on_disk(store, job_id), 10.0)
+    assert store.page_json(job_id, 1, 2) == page
+    assert store.results_since_json(job_id, 0) == since
+    assert store.list_json(0, 10) == listed
