@@ -70,6 +70,7 @@ class DurableStore:
         writer: Writer,
         memory: MemoryStore,
         owner: str,
+        queue_max: int,
         commit_timeout_s: float = 10.0,
     ) -> None:
         self.database = database
@@ -78,6 +79,7 @@ class DurableStore:
         self.stored = StoredJobs(database)
         self._owner = owner
         self._commit_timeout_s = commit_timeout_s
+        self._queue_max = queue_max
         self._lock = threading.Lock()
         self._queued: dict[str, _Queued] = {}
         self._room = threading.Event()  # never set: the pause while the queue is full
@@ -136,21 +138,32 @@ class DurableStore:
             future.add_done_callback(lambda done: self._on_disk(job_id, done))
 
     def _offer(self, send: Callable[[], T], what: str) -> T | None:
-        """Hand a write to the writer; while its queue is full, wait for room (a burst, such
-        as a large job cancelled, outruns it for a moment), at most `commit_timeout_s`. The
-        caller holds no lock: waiting here slows the checks down, as it should."""
+        """Hand a write to the writer. While its queue is full and the database is there, wait
+        for room (a burst, such as a large job cancelled, outruns the writer for a moment), at
+        most `commit_timeout_s`: the caller holds no lock, and waiting slows the checks down,
+        as it should. While the database is away, do not wait: what the writer refuses is
+        counted (`lost` here, `dropped` by the writer) and the checks go on. Room is looked
+        for before trying, because the writer counts a refused put as dropped."""
         deadline = time.monotonic() + self._commit_timeout_s
         while True:
+            while self._full() and self._healthy() and time.monotonic() < deadline:
+                self._room.wait(_FULL_PAUSE_S)
             try:
                 return send()
             except WriterClosed as exc:
                 self._lose(f"{what} was not written: {exc}")
                 return None
             except WriterFull as exc:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or not self._healthy():
                     self._lose(f"{what} was not written: {exc}")
                     return None
-            self._room.wait(_FULL_PAUSE_S)
+
+    def _full(self) -> bool:
+        return self.writer.stats().queued >= self._queue_max
+
+    def _healthy(self) -> bool:
+        # The writer says so once it tells an outage from a burst (issue 8's faults).
+        return bool(getattr(self.writer, "healthy", True))
 
     def _on_disk(self, job_id: str, done: Future[None]) -> None:
         """Run by the writer thread once the final row is committed (or failed)."""

@@ -65,7 +65,7 @@ class Storage:
             settings.retention_max_age_s,
             max_bytes=settings.retention_max_bytes,
         )
-        store = DurableStore(database, writer, memory, instance.id)
+        store = DurableStore(database, writer, memory, instance.id, settings.db_queue_max)
         flush = float(getattr(settings, "db_flush_timeout_s", FLUSH_TIMEOUT_S))
         return cls(database, writer, instance, store, flush)
 

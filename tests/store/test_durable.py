@@ -359,3 +359,30 @@ def test_a_job_reads_byte_for_byte_the_same_from_disk_as_from_memory(storage: St
     assert store.page_json(job_id, 1, 2) == page
     assert store.results_since_json(job_id, 0) == since
     assert store.list_json(0, 10) == listed
+
+
+def test_while_the_database_is_away_results_are_counted_lost_not_waited_for(
+    database_url: str,
+) -> None:
+    storage = Storage.open(make_settings(database_url=database_url, db_queue_max=10))
+    held = threading.Event()
+    try:
+        store = storage.store
+        job_id = store.create_job(urls(50), OPTIONS).id
+        storage.writer.submit(lambda _connection: held.wait(30.0))  # the writer is stuck
+        storage.writer.healthy = False  # type: ignore[attr-defined]  # as the writer says
+        recorded = threading.Event()
+
+        def record_all() -> None:
+            for index, url in enumerate(urls(50)):
+                store.record(job_id, index, up(url))
+            recorded.set()
+
+        threading.Thread(target=record_all, daemon=True).start()
+        # Waiting for room would take commit_timeout_s (10 s) per result past the tenth.
+        assert recorded.wait(8.0), "recording waited for a database that is away"
+        assert store.lost >= 40
+        assert store.header(job_id).completed == 50  # memory has them all
+    finally:
+        held.set()
+        storage.close()
