@@ -49,3 +49,9 @@ class StatusPublic(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
+
+
+class Readiness(Health):
+    reason: str | None = Field(
+        None, description="Why not ready, when the database is unavailable (URL masked)."
+    )

@@ -89,6 +89,9 @@ class DurableStore:
     def create_job(
         self, urls: Sequence[str], options: CheckOptionsPublic, duplicates_removed: int = 0
     ) -> JobHeader:
+        reason = self.unavailable()
+        if reason is not None:  # refused now, rather than after the commit timeout
+            raise StoreUnavailable(f"the job could not be kept: the database is away ({reason})")
         job_id, created_at = uuid.uuid4().hex, datetime.now(UTC)
         fields = {
             "id": job_id,
@@ -157,6 +160,12 @@ class DurableStore:
                 if time.monotonic() >= deadline or not self._healthy():
                     self._lose(f"{what} was not written: {exc}")
                     return None
+
+    def unavailable(self) -> str | None:
+        """Why the database cannot be written now (URL masked), or None if it can."""
+        if self._healthy():
+            return None
+        return str(getattr(self.writer, "last_error", None) or "the database is unavailable")
 
     def _full(self) -> bool:
         return self.writer.stats().queued >= self._queue_max

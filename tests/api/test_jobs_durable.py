@@ -99,3 +99,21 @@ def test_a_job_the_store_cannot_keep_is_503_with_the_reason(
     assert response.headers["Retry-After"]
     assert service.client.get("/v1/jobs").json()["count"] == 0
     assert service.services.dispatcher.counters()[1] == 0  # nothing admitted stays counted
+
+
+def test_while_the_database_is_away_readyz_is_503_with_the_reason_and_jobs_are_refused(
+    service: RunningService, target: ThreadedUvicorn
+) -> None:
+    writer = service.services.storage.writer
+    # As the writer reports an outage (issue 8's faults): its flag and its masked reason.
+    writer.healthy = False  # type: ignore[attr-defined]
+    writer.last_error = "disk I/O error"  # type: ignore[attr-defined]
+    ready = service.client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "database_unavailable", "reason": "disk I/O error"}
+    response = service.client.post("/v1/jobs", json={"urls": [f"{target.url}/status/200"]})
+    assert response.status_code == 503, response.text
+    assert "disk I/O error" in response.json()["detail"]
+    writer.healthy = True  # type: ignore[attr-defined]
+    assert service.client.get("/readyz").status_code == 200
+    submit(service.client, [f"{target.url}/status/200"])
