@@ -169,3 +169,20 @@ def test_a_database_that_cannot_be_opened_stops_startup_naming_it(command: objec
     assert "cannot open the database postgresql+psycopg://someone:***@127.0.0.1" in log
     assert "s3cret" not in log
     assert "Traceback" not in log
+
+
+def test_by_default_jobs_are_kept_in_the_data_directory(
+    target: ThreadedUvicorn, tmp_path: Path
+) -> None:
+    # No database URL: the SQLite file urlhealth.db in data_dir (./data unless set), created.
+    data = tmp_path / "data"
+    env = service_env(2.0, 1, URLHEALTH_DATA_DIR=str(data))
+    del env["URLHEALTH_DATABASE_URL"]
+    port = free_port()
+    svc = ServiceProcess(serve_command(port), port, env)
+    try:
+        svc.wait_ready()
+        job_id = submit(svc, [f"{target.url}/status/200"])
+        assert wait_until(lambda: results_on_disk(data / "urlhealth.db", job_id) == 1, 20.0)
+    finally:
+        svc.stop()
