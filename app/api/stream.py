@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi.responses import StreamingResponse
 
 from app.store.base import JobNotFound, ResultsStore
@@ -64,8 +66,13 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
             while True:
                 wakeup.arm()
                 try:
-                    # The header only once the job is final: no model per wake-up.
-                    results, final_header = store.results_since_json(job_id, sent)
+                    # The header only once the job is final: no model per wake-up. A job in
+                    # memory is read here; one on disk in a thread, off the event loop.
+                    read = functools.partial(store.results_since_json, job_id, sent)
+                    if store.in_memory(job_id):
+                        results, final_header = read()
+                    else:
+                        results, final_header = await anyio.to_thread.run_sync(read)
                 except JobNotFound:
                     return  # expired while streaming: nothing more will come
                 if results:

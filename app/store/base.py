@@ -115,6 +115,10 @@ class ResultsStore(Protocol):
     def list_json(self, offset: int, limit: int, where: JobFilter = NO_FILTER) -> bytes:
         """The same as a JobsPublic JSON document."""
 
+    def in_memory(self, job_id: str) -> bool:
+        """The job is read from memory: its reads do no I/O (a stream reads it on the event
+        loop; other jobs' reads go to a thread)."""
+
     def active_job_ids(self) -> list[str]:
         """Jobs not yet in a final state."""
 

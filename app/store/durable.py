@@ -268,6 +268,9 @@ class DurableStore:
         live = self.memory.header_fields([fields["id"] for fields in stored])
         return [live.get(fields["id"], fields) for fields in stored], count
 
+    def in_memory(self, job_id: str) -> bool:
+        return self.memory.in_memory(job_id)
+
     def active_job_ids(self) -> list[str]:
         return self.memory.active_job_ids()
 

@@ -256,6 +256,10 @@ class MemoryStore:
         headers = [self._encoded(job, snapshot) for job, snapshot in rows]
         return views.list_json(headers, count, offset, limit)
 
+    def in_memory(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._jobs
+
     def active_job_ids(self) -> list[str]:
         with self._lock:
             return [job.id for job in self._jobs.values() if not job.status.final]

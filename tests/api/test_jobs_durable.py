@@ -3,12 +3,14 @@ of jobs that are on disk only, and a store that cannot keep a job answering 503.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 import app.store.durable
+from app.store.stored import StoredJobs
 from tests.conftest import RunningService
 from tests.support.api import submit, wait_final
 from tests.support.process import StreamFollower, wait_until
@@ -117,3 +119,27 @@ def test_while_the_database_is_away_readyz_is_503_with_the_reason_and_jobs_are_r
     writer.healthy = True  # type: ignore[attr-defined]
     assert service.client.get("/readyz").status_code == 200
     submit(service.client, [f"{target.url}/status/200"])
+
+
+def test_a_stream_reads_a_job_on_disk_off_the_event_loop(
+    service: RunningService, target: ThreadedUvicorn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submit(service.client, [f"{target.url}/status/200", f"{target.url}/status/201"])
+    wait_final(service.client, job["id"])
+    assert wait_until(lambda: _on_disk(service, job["id"]), 10.0)
+    on_loop: list[bool] = []
+    read = StoredJobs.page
+
+    def spy(self: StoredJobs, job_id: str, start: int, count: int | None) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no loop runs in this thread
+            on_loop.append(False)
+        return read(self, job_id, start, count)
+
+    monkeypatch.setattr(StoredJobs, "page", spy)
+    lines = service.client.get(f"/v1/jobs/{job['id']}/stream").text.splitlines()
+    assert len(lines) == 3
+    assert on_loop
+    assert not any(on_loop), "a database read ran on the event loop"
