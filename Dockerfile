@@ -33,7 +33,8 @@ FROM ${BASE_IMAGE} AS runtime
 COPY --from=build /opt/venv /opt/venv
 RUN useradd --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin urlhealth \
-    && mkdir -p /app
+    && mkdir -p /app /data \
+    && chown 10001:10001 /data
 WORKDIR /app
 COPY config/ ./config/
 
@@ -41,7 +42,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     URLHEALTH_HOST=0.0.0.0 \
-    URLHEALTH_PORT=8000
+    URLHEALTH_PORT=8000 \
+    URLHEALTH_DATA_DIR=/data
+
+# Jobs and results: the SQLite file /data/urlhealth.db (unless URLHEALTH_DATABASE_URL points
+# elsewhere). A volume, so they outlive the container; owned by the service's user. Declared
+# after the chown: a named volume starts as a copy of the image's /data, ownership included.
+VOLUME /data
 
 # The user created above, by number so Kubernetes runAsNonRoot can verify it.
 USER 10001:10001
@@ -52,6 +59,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD python3 -c "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ.get('URLHEALTH_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(url, timeout=4).status == 200 else 1)" || exit 1
 
 # Exec form: urlhealth is PID 1 and gets SIGTERM itself, then drains within
-# URLHEALTH_SHUTDOWN_GRACE_S. One uvicorn worker: the results store lives in the process.
+# URLHEALTH_SHUTDOWN_GRACE_S and flushes results to the database (at most
+# URLHEALTH_DB_FLUSH_TIMEOUT_S, 10 s). `docker stop` kills after 10 s unless told otherwise:
+# give it more than grace + flush, e.g. `docker stop -t 30` (compose: stop_grace_period: 30s).
+# One uvicorn worker: the results store lives in the process.
 STOPSIGNAL SIGTERM
 CMD ["urlhealth", "serve"]

@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         secret = settings.database_url
         return _db_upgrade(secret.get_secret_value() if secret else None, settings.data_dir)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)  # opens and migrates the database
+    except DatabaseError as exc:
+        print(f"urlhealth: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         host=settings.host,

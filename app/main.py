@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,7 @@ from app.api.body_limit import BodyLimit
 from app.api.loop_guard import RequestCounter, guard_loop, stop_guard
 from app.api.routes import check, docs, health, jobs, status
 from app.config import Settings, load_settings
+from app.db.engine import DatabaseError
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
 from app.engine.resolver import Resolver
 from app.lifecycle.collector import collect_when_idle, defer_full_collections, restore
@@ -97,7 +99,12 @@ def __getattr__(name: str) -> FastAPI:
     # `uvicorn app.main:app` gets an app built from the environment on first access, so
     # importing this module (tests, the CLI) builds nothing.
     if name == "app":
-        application = create_app()
+        try:
+            application = create_app()
+        except DatabaseError as exc:
+            # Plain uvicorn would print a traceback for what is a configuration problem.
+            print(f"urlhealth: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         globals()["app"] = application
         return application
     raise AttributeError(name)

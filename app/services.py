@@ -17,13 +17,14 @@ from app.engine.policy import DestinationPolicy, IPAddress, parse_networks
 from app.engine.resolver import Resolver, SystemResolver
 from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
-from app.store.memory import MemoryStore
+from app.store.durable import DurableStore
+from app.store.storage import Storage
 
 
 @dataclass(eq=False)
 class Services:
     settings: Settings
-    store: MemoryStore
+    storage: Storage
     http: HttpLayer
     dispatcher: Dispatcher
     coordinator: ShutdownCoordinator
@@ -31,12 +32,10 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, resolver: Resolver | None = None) -> Services:
-        """`resolver` is for tests that need DNS answers no real name has."""
-        store = MemoryStore(
-            settings.retention_max_jobs,
-            settings.retention_max_age_s,
-            max_bytes=settings.retention_max_bytes,
-        )
+        """`resolver` is for tests that need DNS answers no real name has. Opens (and
+        migrates) the database: raises DatabaseError, naming the masked URL, if it cannot."""
+        storage = Storage.open(settings)
+        store = storage.store
         http = HttpLayer(
             settings.user_agent,
             destination_policy(settings),
@@ -55,13 +54,19 @@ class Services:
             min_host_interval_s=settings.min_host_interval_s,
         )
         coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s, stopping)
-        return cls(settings, store, http, dispatcher, coordinator)
+        return cls(settings, storage, http, dispatcher, coordinator)
+
+    @property
+    def store(self) -> DurableStore:
+        return self.storage.store
 
     def close(self) -> None:
-        """After the drain: release the pool and the connections."""
+        """After the drain: release the pool and the connections, then flush what is left
+        for the database (every check is final by now) and close it."""
         self.dispatcher.close()
         self.http.abort_in_flight()
         self.http.close()
+        self.storage.close()
 
 
 def shared_resolver(settings: Settings, inner: Resolver | None = None) -> SharedResolver:

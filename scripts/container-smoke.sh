@@ -192,6 +192,13 @@ case "$image_user" in
   "" | root | 0 | root:* | 0:*) fail "image USER is '$image_user' (root)" ;;
   *) pass "image USER is $image_user" ;;
 esac
+volumes=$(json_get 'sorted((d.get("Volumes") or {}).keys())' <"$work/config.json")
+data_env=$(json_get '[e for e in (d.get("Env") or []) if e.startswith("URLHEALTH_DATA_DIR=")]' <"$work/config.json")
+if [ "$volumes" = '["/data"]' ] && [ "$data_env" = '["URLHEALTH_DATA_DIR=/data"]' ]; then
+  pass "VOLUME /data, URLHEALTH_DATA_DIR=/data"
+else
+  fail "expected VOLUME /data and URLHEALTH_DATA_DIR=/data, got Volumes=$volumes Env=$data_env"
+fi
 hc_kind=$(json_get '(d or {}).get("Test", [None])[0]' <"$work/healthcheck.json")
 case "$hc_kind" in
   CMD-SHELL | CMD) pass "HEALTHCHECK present ($hc_kind)" ;;
@@ -333,6 +340,15 @@ if [ "$status" = "done" ]; then
 else
   echo "    last answer ($code): $(head -c 1500 "$work/body")"
   fail "job $job_id not done within ${job_timeout_s} s (status '${status}')"
+fi
+
+# The job is kept in the volume's SQLite file, which the non-root user owns. Seen through the
+# server process's root: `buildah run` mounts a VOLUME apart from the working container.
+db_owner=$(stat -c '%u' "/proc/$app_pid/root/data/urlhealth.db" 2>/dev/null || echo missing)
+if [ "$db_owner" = 10001 ]; then
+  pass "/data/urlhealth.db exists, owned by uid 10001"
+else
+  fail "/data/urlhealth.db: owner $db_owner, expected uid 10001"
 fi
 
 # 9. SIGTERM, straight to the urlhealth process (as a container runtime does for STOPSIGNAL).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from app.engine.resolver import Resolver
 from app.main import create_app
 from app.services import Services
 from tests.support.destination import Canaries
+from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres, unavailable
 from tests.support.servers import (
     RawServer,
     ThreadedUvicorn,
@@ -31,6 +33,26 @@ def target() -> Iterator[ThreadedUvicorn]:
     server = ThreadedUvicorn(target_app()).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session; skipped when none can be started here,
+    except in CI (CI=true), where that fails the run."""
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as exc:
+        unavailable(str(exc), ci=os.environ.get("CI") == "true")
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's server, as users write its URL."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +100,8 @@ def make_settings(**overrides: Any) -> Settings:
         "allowed_networks": ("127.0.0.0/8", "::1/128"),
         # Never the default 8000: the tests must run beside a service started by hand.
         "port": free_port(),
+        # In-process services never touch ./data; tests of persistence pass their own URL.
+        "database_url": "memory://",
     }
     base.update(overrides)
     return load_settings(None, **base)

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app.engine.dispatcher import Overloaded, ShuttingDown
-from app.store.base import JobNotFound
+from app.store.base import JobNotFound, StoreBusy, StoreUnavailable
 
 log = logging.getLogger("urlhealth.api")
 
@@ -132,6 +132,14 @@ def install(app: FastAPI) -> None:
             f"too many checks in progress: {exc}",
             {"Retry-After": str(exc.retry_after_s)},
         )
+
+    @app.exception_handler(StoreBusy)
+    async def _store_busy(request: Request, exc: StoreBusy) -> JSONResponse:
+        return error_response(429, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_away(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return error_response(503, str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi.responses import StreamingResponse
 
 from app.store.base import JobNotFound, ResultsStore
@@ -64,8 +66,13 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
             while True:
                 wakeup.arm()
                 try:
-                    # The header only once the job is final: no model per wake-up.
-                    results, final_header = store.results_since_json(job_id, sent)
+                    # The header only once the job is final: no model per wake-up. A job in
+                    # memory is read here; one on disk in a thread, off the event loop.
+                    read = functools.partial(store.results_since_json, job_id, sent)
+                    if store.in_memory(job_id):
+                        results, final_header = read()
+                    else:
+                        results, final_header = await anyio.to_thread.run_sync(read)
                 except JobNotFound:
                     return  # expired while streaming: nothing more will come
                 if results:
@@ -80,7 +87,10 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
                 if final_header is not None:
                     yield end_line(final_header)
                     return
-                await wakeup.wait()
+                if not results:
+                    # Nothing new: wait for the store. After a read that brought results,
+                    # read again first: a job on disk comes in batches and wakes nobody.
+                    await wakeup.wait()
                 # Results come one by one from many threads: a write per result, times every
                 # open stream, kept the event loop from answering anything else.
                 pause = wrote_at + _MIN_INTERVAL_S - loop.time()

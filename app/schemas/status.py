@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.jobs import JobStatus
+
+
+class DatabaseStatus(BaseModel):
+    """The database writer's counters. Fields the writer adds later pass through as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str = Field(description="`sqlite` or `postgresql`.", examples=["sqlite"])
+    queued: int = Field(
+        description="Writes waiting for the database; at db_queue_max new jobs get 429."
+    )
+    written: int = Field(description="Writes committed since start.")
+    failed: int = Field(description="Writes the database refused.")
+    batches: int = Field(description="Transactions committed since start.")
+    lost: int = Field(
+        description="Writes the store could not hand to the writer (its queue full for too "
+        "long, or stopped): results in memory that will not reach the database."
+    )
 
 
 class StatusPublic(BaseModel):
@@ -17,15 +35,23 @@ class StatusPublic(BaseModel):
     checked_total: int = Field(description="Checks finished since start, all jobs.")
     jobs: dict[JobStatus, int] = Field(description="Jobs kept, by status.")
     retained_bytes: int = Field(
-        description="Memory the kept jobs' results take: their JSON, plus an estimate of "
+        description="Memory the jobs not yet wholly on disk take (running ones, and finished "
+        "ones until their final state is written): their results' JSON, plus an estimate of "
         "each job's overhead."
     )
     retention_max_bytes: int = Field(
-        description="The budget for retained_bytes: beyond it the oldest finished jobs are "
-        "evicted (running and queued ones never, nor the job that finished last)."
+        description="The budget for retained_bytes: beyond it the oldest finished jobs leave "
+        "memory even before they are on disk (running and queued ones never)."
     )
     shutting_down: bool
+    database: DatabaseStatus
 
 
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
+
+
+class Readiness(Health):
+    reason: str | None = Field(
+        None, description="Why not ready, when the database is unavailable (URL masked)."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
@@ -34,6 +35,34 @@ class StoredResult:
 
 class JobNotFound(LookupError):
     """No job with that id (never existed, or expired)."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot keep or read a job now (its database is away); the message says
+    why, without secrets. The API answers 503."""
+
+
+class StoreBusy(StoreUnavailable):
+    """The store's database is behind: its write queue is full. The API answers 429."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a list shows (GET /v1/jobs); None is no bound. `created_until` excluded."""
+
+    status: JobStatus | None = None
+    created_since: datetime | None = None
+    created_until: datetime | None = None
+
+    def admits(self, status: JobStatus, created_at: datetime) -> bool:
+        return (
+            (self.status is None or status is self.status)
+            and (self.created_since is None or created_at >= self.created_since)
+            and (self.created_until is None or created_at < self.created_until)
+        )
+
+
+NO_FILTER = JobFilter()
 
 
 class ResultsStore(Protocol):
@@ -78,11 +107,17 @@ class ResultsStore(Protocol):
         """Results from index `start` on, each as its JSON, and, if the job was final when
         they were copied, its header as JSON (else None); raises JobNotFound."""
 
-    def list_jobs(self, offset: int, limit: int) -> tuple[list[JobHeader], int]:
-        """Jobs newest first, and how many are kept."""
+    def list_jobs(
+        self, offset: int, limit: int, where: JobFilter = NO_FILTER
+    ) -> tuple[list[JobHeader], int]:
+        """Jobs `where` admits, newest first, and how many of them are kept."""
 
-    def list_json(self, offset: int, limit: int) -> bytes:
+    def list_json(self, offset: int, limit: int, where: JobFilter = NO_FILTER) -> bytes:
         """The same as a JobsPublic JSON document."""
+
+    def in_memory(self, job_id: str) -> bool:
+        """The job is read from memory: its reads do no I/O (a stream reads it on the event
+        loop; other jobs' reads go to a thread)."""
 
     def active_job_ids(self) -> list[str]:
         """Jobs not yet in a final state."""

@@ -7,14 +7,24 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
 from app.schemas.results import CheckResult
 from app.store import views
-from app.store.base import JobNotFound, StoredResult, Unsubscribe
+from app.store.base import NO_FILTER, JobFilter, JobNotFound, StoredResult, Unsubscribe
 from app.store.job import JobRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """Where `keep` put a result: `seq`, its place in completion order; `final`, the job's
+    header fields if this result finished it."""
+
+    seq: int
+    final: dict[str, Any] | None
 
 
 class MemoryStore:
@@ -35,14 +45,21 @@ class MemoryStore:
 
     # --- writes -------------------------------------------------------------------------
     def create_job(
-        self, urls: Sequence[str], options: CheckOptionsPublic, duplicates_removed: int = 0
+        self,
+        urls: Sequence[str],
+        options: CheckOptionsPublic,
+        duplicates_removed: int = 0,
+        *,
+        job_id: str | None = None,
+        created_at: datetime | None = None,
     ) -> JobHeader:
+        """`job_id` and `created_at` for a store that kept the job elsewhere first."""
         job = JobRecord(
-            id=uuid.uuid4().hex,
+            id=job_id or uuid.uuid4().hex,
             urls=tuple(urls),
             options=options,
             duplicates_removed=duplicates_removed,
-            created_at=datetime.now(UTC),
+            created_at=created_at or datetime.now(UTC),
         )
         with self._lock:
             self._jobs[job.id] = job
@@ -53,34 +70,56 @@ class MemoryStore:
         return views.header_model(fields)
 
     def mark_started(self, job_id: str) -> None:
+        self.start(job_id)
+
+    def start(self, job_id: str) -> datetime | None:
+        """`mark_started`, returning when the job started if this call started it."""
+        started_at = None
         with self._lock:
             job = self._jobs.get(job_id)
             if job is not None and job.status is JobStatus.QUEUED:
                 job.status = JobStatus.RUNNING
-                job.started_at = datetime.now(UTC)
+                job.started_at = started_at = datetime.now(UTC)
                 subscribers = tuple(job.subscribers)
             else:
                 subscribers = ()
         for callback in subscribers:
             callback()
+        return started_at
 
     def record(self, job_id: str, index: int, result: CheckResult | StoredResult) -> bool:
         # Encoded outside the lock (the dispatcher encodes in its workers already).
         stored = result if isinstance(result, StoredResult) else StoredResult.of(result)
+        return self.keep(job_id, index, stored) is not None
+
+    def keep(self, job_id: str, index: int, stored: StoredResult) -> Kept | None:
+        """`record`, saying where the result went: its place in completion order and, if it
+        was the job's last, the final header's fields. None if not kept (first writer wins)."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.recorded[index]:
-                return False
+                return None
             job.recorded[index] = 1
             self._bytes += job.add(stored)
+            seq = len(job.results) - 1
+            final = None
             if len(job.results) == len(job.urls):
                 self._finish_locked(job)
+                final = job.copy_header_fields()
             evicted = self._evict_locked(time.monotonic()) if self._bytes > self.max_bytes else []
             subscribers = tuple(job.subscribers)
         del evicted  # freed here, outside the lock
         for callback in subscribers:
             callback()
-        return True
+        return Kept(seq, final)
+
+    def discard(self, job_id: str) -> None:
+        """Let a job go (a durable store's job, once it is on disk), whatever its state."""
+        with self._lock:
+            job = self._jobs.pop(job_id, None)
+            if job is not None:
+                self._bytes -= job.size
+        del job  # freed here, outside the lock
 
     def _finish_locked(self, job: JobRecord) -> None:
         if job.interrupted:
@@ -197,24 +236,29 @@ class MemoryStore:
         with self._lock:
             return self._get_locked(job_id).urls  # an immutable tuple: no copy needed
 
-    def list_jobs(self, offset: int, limit: int) -> tuple[list[JobHeader], int]:
+    def list_jobs(
+        self, offset: int, limit: int, where: JobFilter = NO_FILTER
+    ) -> tuple[list[JobHeader], int]:
         with self._lock:
             evicted = self._evict_locked(time.monotonic())
-            newest_first = list(reversed(self._jobs.values()))[offset : offset + limit]
-            rows = [job.copy_header_fields() for job in newest_first]
-            count = len(self._jobs)
+            matching = _newest_first_locked(self._jobs, where)
+            rows = [job.copy_header_fields() for job in matching[offset : offset + limit]]
         del evicted
-        return [views.header_model(fields) for fields in rows], count
+        return [views.header_model(fields) for fields in rows], len(matching)
 
-    def list_json(self, offset: int, limit: int) -> bytes:
+    def list_json(self, offset: int, limit: int, where: JobFilter = NO_FILTER) -> bytes:
         with self._lock:
             evicted = self._evict_locked(time.monotonic())
-            newest_first = list(reversed(self._jobs.values()))[offset : offset + limit]
-            rows = [(job, _snapshot_locked(job)) for job in newest_first]
-            count = len(self._jobs)
+            matching = _newest_first_locked(self._jobs, where)
+            rows = [(job, _snapshot_locked(job)) for job in matching[offset : offset + limit]]
+            count = len(matching)
         del evicted
         headers = [self._encoded(job, snapshot) for job, snapshot in rows]
         return views.list_json(headers, count, offset, limit)
+
+    def in_memory(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._jobs
 
     def active_job_ids(self) -> list[str]:
         with self._lock:
@@ -224,6 +268,17 @@ class MemoryStore:
         with self._lock:
             return self._bytes
 
+    def statuses(self) -> dict[str, JobStatus]:
+        """Every job kept here, with its status."""
+        with self._lock:
+            return {job.id: job.status for job in self._jobs.values()}
+
+    def header_fields(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The header fields of those of `job_ids` kept here."""
+        with self._lock:
+            found = [self._jobs.get(job_id) for job_id in job_ids]
+            return {job.id: job.copy_header_fields() for job in found if job is not None}
+
     def count_by_status(self) -> dict[JobStatus, int]:
         with self._lock:
             statuses = [job.status for job in self._jobs.values()]
@@ -231,6 +286,12 @@ class MemoryStore:
         for status in statuses:
             counts[status] += 1
         return counts
+
+
+def _newest_first_locked(jobs: OrderedDict[str, JobRecord], where: JobFilter) -> list[JobRecord]:
+    if where is NO_FILTER:
+        return list(reversed(jobs.values()))
+    return [job for job in reversed(jobs.values()) if where.admits(job.status, job.created_at)]
 
 
 def _snapshot_locked(job: JobRecord) -> bytes | dict[str, Any]:

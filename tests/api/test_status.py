@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from app import __version__
 from tests.conftest import RunningService
-from tests.support.api import gated_server, status, submit, wait_final, wait_for
+from tests.support.api import gated_server, get_job, status, submit, wait_final, wait_for
 from tests.support.servers import ThreadedUvicorn
 
 ServiceFactory = Callable[..., RunningService]
@@ -74,7 +74,7 @@ def test_checked_total_increases_with_every_finished_check(
     assert status(service.client)["jobs"]["done"] == 2
 
 
-def test_status_reports_retained_bytes_against_the_budget_and_eviction_keeps_within_it(
+def test_status_reports_the_memory_running_jobs_take_and_finished_jobs_leave_it(
     service_factory: ServiceFactory, target: ThreadedUvicorn
 ) -> None:
     budget = 1_048_576
@@ -83,18 +83,35 @@ def test_status_reports_retained_bytes_against_the_budget_and_eviction_keeps_wit
     assert idle["retention_max_bytes"] == budget
     assert 0 <= idle["retained_bytes"] < budget
 
-    # Results with large error messages fill the budget within a few jobs: a URL of ~1,900
-    # characters that is refused comes back in `url` and in the message.
+    # Results with large error messages: a URL of ~1,900 characters that is refused comes
+    # back in `url` and in the message. One check is held, so the job stays running.
     long_path = "x" * 1900
-    first = submit(svc.client, [f"{target.url}/status/500?{n}={long_path}" for n in range(100)])
-    wait_final(svc.client, first["id"])
-    one_job = status(svc.client)["retained_bytes"] - idle["retained_bytes"]
-    assert one_job > 100 * 1900  # at least the URLs in the results' JSON
-
-    for _ in range(budget // one_job + 2):
-        job = submit(svc.client, [f"{target.url}/status/500?{n}={long_path}" for n in range(100)])
+    with gated_server() as gate:
+        urls = [f"{target.url}/status/500?{n}={long_path}" for n in range(99)]
+        job = submit(svc.client, [*urls, gate.url])
+        wait_for(
+            lambda: get_job(svc.client, job["id"])["completed"] == 99 or None, what="99 checks"
+        )
+        running = status(svc.client)["retained_bytes"] - idle["retained_bytes"]
+        assert running > 99 * 1900  # at least the URLs in the results' JSON
+        gate.release()
         wait_final(svc.client, job["id"])
-    after = status(svc.client)
-    assert after["retained_bytes"] <= budget
-    assert after["jobs"]["done"] < budget // one_job + 3  # the oldest were evicted
-    assert svc.client.get(f"/v1/jobs/{first['id']}").status_code == 404
+    # Once on disk, the job leaves memory, and is still there to read.
+    wait_for(
+        lambda: status(svc.client)["retained_bytes"] == idle["retained_bytes"] or None,
+        what="the finished job to leave memory",
+    )
+    assert len(get_job(svc.client, job["id"], limit=1000)["results"]) == 100
+
+
+def test_status_shows_the_database_writer(
+    service_factory: ServiceFactory, target: ThreadedUvicorn
+) -> None:
+    svc = service_factory()
+    idle = status(svc.client)["database"]
+    assert idle["backend"] == "sqlite"  # memory:// is SQLite in this process
+    assert (idle["queued"], idle["failed"], idle["lost"]) == (0, 0, 0)
+    job = submit(svc.client, [f"{target.url}/status/200", f"{target.url}/status/201"])
+    wait_final(svc.client, job["id"])
+    # The job's row, its two results and its final row, at least.
+    wait_for(lambda: status(svc.client)["database"]["written"] >= idle["written"] + 4 or None)

@@ -1,10 +1,9 @@
 """The database backends, for tests parametrised over all three: `memory://`, an SQLite file
-in tmp_path, and a real PostgreSQL server started for the session (skipped when none can be
-started here, except in CI, where that fails the run)."""
+in tmp_path, and a real PostgreSQL database on the session's server (tests/conftest.py's
+`postgres` and `pg_url`: skipped when none can be started here, except in CI)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,40 +11,7 @@ import pytest
 
 from app.db.engine import Database, open_database
 from app.db.url import sqlalchemy_url
-from tests.support.postgres import (
-    PostgresServer,
-    PostgresUnavailable,
-    start_postgres,
-    unavailable,
-)
-
-BACKENDS = ("memory", "sqlite", "postgresql")
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        unavailable(str(exc), ci=os.environ.get("CI") == "true")
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def pg_url(postgres: PostgresServer) -> Iterator[str]:
-    """A fresh, empty database on the session's server, as users write its URL."""
-    name = postgres.create_database()
-    yield postgres.url(name)
-    postgres.drop_database(name)
-
-
-def url_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if backend == "memory":
-        return "memory://"
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'urlhealth.db'}"
-    return str(request.getfixturevalue("pg_url"))
+from tests.support.backends import BACKENDS, url_for
 
 
 @pytest.fixture(params=BACKENDS)

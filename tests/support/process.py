@@ -55,6 +55,8 @@ def service_env(grace_s: float, workers: int, **extra: str) -> dict[str, str]:
             "URLHEALTH_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
             "URLHEALTH_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
+            # Never the developer's ./data: a test that restarts on one file passes its own.
+            "URLHEALTH_DATABASE_URL": "memory://",
         }
     )
     env.update(extra)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
-from app.schemas.status import Health
+from app.schemas.status import Health, Readiness
 
 router = APIRouter(tags=["health"], route_class=JSONBodyRoute)
 
@@ -25,12 +25,16 @@ router.add_api_route(
 
 @router.get(
     "/readyz",
-    response_model=Health,
-    summary="Readiness: 503 while starting or shutting down",
-    responses={503: {"model": Health, "description": "Not ready."}},
+    response_model=Readiness,
+    summary="Readiness: 503 while starting, shutting down, or without its database",
+    responses={503: {"model": Readiness, "description": "Not ready."}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
     coordinator = services.coordinator
+    reason = services.store.unavailable()
+    if coordinator.ready and reason is not None:
+        # New jobs are refused meanwhile; results wait in the writer's bounded queue.
+        return JSONResponse({"status": "database_unavailable", "reason": reason}, status_code=503)
     if coordinator.ready:
         return JSONResponse({"status": "ready"})
     state = "shutting_down" if coordinator.shutting_down else "starting"
@@ -41,7 +45,7 @@ router.add_api_route(
     "/readyz",
     readyz,
     methods=["HEAD"],
-    response_model=Health,
+    response_model=Readiness,
     summary="Readiness, by HEAD: 503 while starting or shutting down",
-    responses={503: {"model": Health, "description": "Not ready."}},
+    responses={503: {"model": Readiness, "description": "Not ready."}},
 )

@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import AwareDatetime
 
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
 from app.api.responses import JSONBytes
 from app.api.stream import NDJSONResponse, open_stream
 from app.api.validation import prepare_urls, resolve_options
-from app.schemas.jobs import JobCreate, JobHeader, JobPublic, JobsPublic, StreamLine
+from app.schemas.jobs import (
+    JobCreate,
+    JobHeader,
+    JobPublic,
+    JobsPublic,
+    JobStatus,
+    StreamLine,
+)
+from app.store.base import JobFilter
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=JSONBodyRoute)
 
@@ -48,12 +57,25 @@ def create_job(body: JobCreate, services: ServicesDep, response: Response) -> Jo
 # Reads answer the store's JSON as it is (`response_model` documents it): validating and
 # encoding up to 1,000 results as models again took the event loop tens of ms a page.
 @router.get("", response_model=JobsPublic, summary="Recent jobs, newest first")
-async def list_jobs(
+def list_jobs(
     services: ServicesDep,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    job_status: Annotated[
+        JobStatus | None, Query(alias="status", description="Only jobs in this status.")
+    ] = None,
+    created_since: Annotated[
+        AwareDatetime | None,
+        Query(description="Only jobs created at or after this time (ISO 8601, with a zone)."),
+    ] = None,
+    created_until: Annotated[
+        AwareDatetime | None,
+        Query(description="Only jobs created before this time (ISO 8601, with a zone)."),
+    ] = None,
 ) -> Response:
-    return JSONBytes(services.store.list_json(offset, limit))
+    # A plain def: finished jobs are listed from the database, off the event loop.
+    where = JobFilter(job_status, created_since, created_until)
+    return JSONBytes(services.store.list_json(offset, limit, where))
 
 
 @router.get(
@@ -62,12 +84,13 @@ async def list_jobs(
     summary="A job, with a page of its results in completion order",
     responses=_ERRORS,
 )
-async def get_job(
+def get_job(
     job_id: str,
     services: ServicesDep,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
+    # A plain def: a finished job's page is read from the database, off the event loop.
     return JSONBytes(services.store.page_json(job_id, offset, limit))
 
 
@@ -96,5 +119,6 @@ async def stream_job(job_id: str, services: ServicesDep) -> NDJSONResponse:
     summary="Cancel: checks not started end `cancelled`; running ones finish",
     responses=_ERRORS,
 )
-async def cancel_job(job_id: str, services: ServicesDep) -> JobHeader:
+def cancel_job(job_id: str, services: ServicesDep) -> JobHeader:
+    # A plain def: the checks it cancels are recorded, and may wait for the writer.
     return services.dispatcher.cancel(job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from fastapi import APIRouter, Response
@@ -10,13 +11,14 @@ from app import __version__
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
 from app.api.responses import JSONBytes
-from app.schemas.status import StatusPublic
+from app.schemas.status import DatabaseStatus, StatusPublic
 
 router = APIRouter(prefix="/v1", tags=["status"], route_class=JSONBodyRoute)
 
 
 @router.get("/status", response_model=StatusPublic, summary="Service status and counters")
-async def status(services: ServicesDep) -> Response:
+def status(services: ServicesDep) -> Response:
+    # A plain def: the counts of finished jobs come from the database, off the event loop.
     running, queued, checked = services.dispatcher.counters()
     body = StatusPublic(
         version=__version__,
@@ -30,6 +32,11 @@ async def status(services: ServicesDep) -> Response:
         retained_bytes=services.store.retained_bytes(),
         retention_max_bytes=services.store.max_bytes,
         shutting_down=services.coordinator.shutting_down,
+        database=DatabaseStatus(
+            backend=services.storage.database.dialect,
+            lost=services.store.lost,
+            **dataclasses.asdict(services.storage.writer.stats()),
+        ),
     )
     # Encoded once: returning the model would have FastAPI validate and encode it again.
     return JSONBytes(body.model_dump_json())

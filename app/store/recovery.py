@@ -1,0 +1,137 @@
+"""Crash recovery: at start, every job left unfinished by a process that is gone gets a
+final state. Its checks without a result become `interrupted`, and the job `interrupted`, so
+nothing accepted is ever left without a final state.
+
+Which jobs are orphans: on SQLite, every unfinished one (the file's lock admits one process,
+so none can be another live process's); on PostgreSQL, those whose owner's heartbeat is
+older than the lease, or whose owner has no row. Each job is finalised in a transaction of
+its own, its row locked first (PostgreSQL) so two replicas starting together finalise it once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, func, insert, or_, select, update
+
+from app.db.schema import UNFINISHED, instances, job_urls, jobs, results
+from app.db.writer import Writer
+from app.schemas.results import CheckError, CheckResult, ErrorKind
+from app.store.base import StoredResult
+from app.store.rows import result_row
+
+log = logging.getLogger("urlhealth.store")
+
+MESSAGE = "the service stopped before this check finished"
+
+
+def orphaned_jobs(connection: Connection, me: str, lease_s: float) -> list[str]:
+    query = select(jobs.c.id).where(jobs.c.status.in_(UNFINISHED))
+    if connection.dialect.name != "sqlite":
+        stale = datetime.now(UTC) - timedelta(seconds=lease_s)
+        query = (
+            query.outerjoin(instances, instances.c.id == jobs.c.owner)
+            .where(or_(jobs.c.owner.is_(None), jobs.c.owner != me))
+            .where(or_(instances.c.id.is_(None), instances.c.heartbeat_at < stale))
+        )
+    return [job_id for (job_id,) in connection.execute(query.order_by(jobs.c.created_at))]
+
+
+def finalise(connection: Connection, job_id: str) -> int:
+    """Give the job its final state; returns how many checks became `interrupted` (0 if
+    another process finalised it first)."""
+    locked = select(jobs.c.status, jobs.c.started_at).where(jobs.c.id == job_id)
+    if connection.dialect.name != "sqlite":
+        locked = locked.with_for_update()
+    row = connection.execute(locked).first()
+    if row is None or row.status not in UNFINISHED:
+        return 0
+    now = datetime.now(UTC)
+    kept = select(results.c.idx).where(results.c.job_id == job_id)
+    missing = connection.execute(
+        select(job_urls.c.idx, job_urls.c.url)
+        .where(job_urls.c.job_id == job_id, job_urls.c.idx.not_in(kept))
+        .order_by(job_urls.c.idx)
+    ).all()
+    last = connection.execute(
+        select(func.max(results.c.seq)).where(results.c.job_id == job_id)
+    ).scalar()
+    seq = -1 if last is None else int(last)
+    rows = []
+    for idx, url in missing:
+        seq += 1
+        rows.append(result_row(job_id, idx, seq, StoredResult.of(_interrupted(url, now))))
+    if rows:
+        connection.execute(insert(results), rows)
+    connection.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            status="interrupted",
+            interrupted=True,
+            started_at=row.started_at or now,
+            finished_at=now,
+            **_summary(connection, job_id),
+        )
+    )
+    return len(rows)
+
+
+def _interrupted(url: str, now: datetime) -> CheckResult:
+    return CheckResult(
+        url=url,
+        ok=False,
+        outcome="down",
+        checked_at=now,
+        error=CheckError(kind=ErrorKind.INTERRUPTED, message=MESSAGE),
+    )
+
+
+def _summary(connection: Connection, job_id: str) -> dict[str, object]:
+    """The job's summary counted from its results, by the rules of JobRecord.add."""
+    counts = connection.execute(
+        select(results.c.ok, results.c.outcome, results.c.error_kind, func.count())
+        .where(results.c.job_id == job_id)
+        .group_by(results.c.ok, results.c.outcome, results.c.error_kind)
+    ).all()
+    up = degraded = down = completed = 0
+    errors: dict[str, int] = {}
+    for ok, kind_of_outcome, kind, count in counts:
+        completed += count
+        if ok:
+            up += count
+            continue
+        if kind is not None:
+            errors[kind] = errors.get(kind, 0) + count
+        if kind in (ErrorKind.CANCELLED.value, ErrorKind.INTERRUPTED.value):
+            continue
+        if kind_of_outcome == "degraded":
+            degraded += count
+        else:
+            down += count
+    return {"completed": completed, "up": up, "degraded": degraded, "down": down, "errors": errors}
+
+
+def recover(writer: Writer, me: str, lease_s: float, timeout_s: float) -> tuple[int, int]:
+    """Finalise every orphaned job through the writer; returns (jobs, checks interrupted)."""
+    orphans = writer.submit(functools.partial(_orphaned, me=me, lease_s=lease_s)).result(timeout_s)
+    checks = 0
+    for job_id in orphans:
+        checks += writer.submit(functools.partial(_finalise, job_id=job_id)).result(timeout_s)
+    if orphans:
+        log.warning(
+            "%d jobs left unfinished by a stopped service ended interrupted (%d checks)",
+            len(orphans),
+            checks,
+        )
+    return len(orphans), checks
+
+
+def _orphaned(connection: Connection, me: str, lease_s: float) -> list[str]:
+    return orphaned_jobs(connection, me, lease_s)
+
+
+def _finalise(connection: Connection, job_id: str) -> int:
+    return finalise(connection, job_id)
