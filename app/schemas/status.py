@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from app.schemas.jobs import JobStatus
 
 
 class DatabaseStatus(BaseModel):
-    """The database writer's counters. Fields the writer adds later pass through as they are."""
-
-    model_config = ConfigDict(extra="allow")
+    """The database writer's counters and health."""
 
     backend: str = Field(description="`sqlite` or `postgresql`.", examples=["sqlite"])
     queued: int = Field(
@@ -19,9 +17,22 @@ class DatabaseStatus(BaseModel):
     written: int = Field(description="Writes committed since start.")
     failed: int = Field(description="Writes the database refused.")
     batches: int = Field(description="Transactions committed since start.")
+    dropped: int = Field(
+        description="Writes the writer gave up: refused while its queue was full, or still "
+        "unwritten when shutdown's flush timed out (db_flush_timeout_s)."
+    )
+    behind_s: float = Field(description="Age of the oldest write not yet committed.")
+    retrying: int = Field(
+        description="Writes held while the database is away, retried with backoff."
+    )
+    healthy: bool = Field(description="False while the database cannot be written.")
+    last_error: str | None = Field(
+        description="Why the database cannot be written (URL masked), while it cannot."
+    )
     lost: int = Field(
-        description="Writes the store could not hand to the writer (its queue full for too "
-        "long, or stopped): results in memory that will not reach the database."
+        description="Results the store could not hand to the writer (its queue full for too "
+        "long, or stopped): kept in memory, never on disk. Those refused by a full queue are "
+        "also in `dropped`."
     )
 
 

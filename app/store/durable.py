@@ -165,14 +165,13 @@ class DurableStore:
         """Why the database cannot be written now (URL masked), or None if it can."""
         if self._healthy():
             return None
-        return str(getattr(self.writer, "last_error", None) or "the database is unavailable")
+        return self.writer.last_error or "the database is unavailable"
 
     def _full(self) -> bool:
         return self.writer.stats().queued >= self._queue_max
 
     def _healthy(self) -> bool:
-        # The writer says so once it tells an outage from a burst (issue 8's faults).
-        return bool(getattr(self.writer, "healthy", True))
+        return self.writer.healthy
 
     def _on_disk(self, job_id: str, done: Future[None]) -> None:
         """Run by the writer thread once the final row is committed (or failed)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.db.engine import Database, DatabaseError, open_database
 from app.db.migrator import upgrade
+from app.db.retention import RetentionLoop
 from app.db.url import sqlalchemy_url
 from app.db.writer import Writer
 from app.store.durable import DurableStore
@@ -30,6 +31,7 @@ class Storage:
     writer: Writer
     instance: Instance
     store: DurableStore
+    retention: RetentionLoop
     flush_timeout_s: float
 
     @classmethod
@@ -48,7 +50,12 @@ class Storage:
             raise DatabaseError(
                 f"cannot migrate the database {database.masked_url}: {exc}"
             ) from None
-        writer = Writer(database, settings.db_flush_interval_s, settings.db_queue_max).start()
+        writer = Writer(
+            database,
+            settings.db_flush_interval_s,
+            settings.db_queue_max,
+            retry_max_delay_s=settings.db_retry_max_delay_s,
+        ).start()
         instance = Instance(writer)
         try:
             instance.register(START_TIMEOUT_S)
@@ -66,10 +73,17 @@ class Storage:
             max_bytes=settings.retention_max_bytes,
         )
         store = DurableStore(database, writer, memory, instance.id, settings.db_queue_max)
-        flush = float(getattr(settings, "db_flush_timeout_s", FLUSH_TIMEOUT_S))
-        return cls(database, writer, instance, store, flush)
+        # After recovery, so it never races a job being finalised; one batch per writer call.
+        retention = RetentionLoop(
+            writer.submit,
+            retention_days=settings.db_retention_days,
+            max_jobs=settings.db_retention_max_jobs,
+            interval_s=settings.db_retention_interval_s,
+        ).start()
+        return cls(database, writer, instance, store, retention, settings.db_flush_timeout_s)
 
     def close(self) -> None:
+        self.retention.stop()
         self.instance.stop()
         if not self.writer.stop(self.flush_timeout_s):
             log.error(

@@ -13,6 +13,7 @@ import app.store.durable
 from app.store.stored import StoredJobs
 from tests.conftest import RunningService
 from tests.support.api import submit, wait_final
+from tests.support.dbfaults import SqliteFault
 from tests.support.process import StreamFollower, wait_until
 from tests.support.servers import ThreadedUvicorn
 
@@ -106,19 +107,25 @@ def test_a_job_the_store_cannot_keep_is_503_with_the_reason(
 def test_while_the_database_is_away_readyz_is_503_with_the_reason_and_jobs_are_refused(
     service: RunningService, target: ThreadedUvicorn
 ) -> None:
-    writer = service.services.storage.writer
-    # As the writer reports an outage (issue 8's faults): its flag and its masked reason.
-    writer.healthy = False  # type: ignore[attr-defined]
-    writer.last_error = "disk I/O error"  # type: ignore[attr-defined]
-    ready = service.client.get("/readyz")
-    assert ready.status_code == 503
-    assert ready.json() == {"status": "database_unavailable", "reason": "disk I/O error"}
-    response = service.client.post("/v1/jobs", json={"urls": [f"{target.url}/status/200"]})
-    assert response.status_code == 503, response.text
-    assert "disk I/O error" in response.json()["detail"]
-    writer.healthy = True  # type: ignore[attr-defined]
-    assert service.client.get("/readyz").status_code == 200
-    submit(service.client, [f"{target.url}/status/200"])
+    storage = service.services.storage
+    fault = SqliteFault(storage.database)  # the service's memory:// database, made read-only
+    try:
+        fault.mode = "readonly"
+        storage.writer.put(lambda connection: connection.exec_driver_sql("CREATE TABLE p (x)"))
+        assert wait_until(lambda: not storage.writer.healthy, 10.0)
+        ready = service.client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "database_unavailable"
+        assert "readonly" in ready.json()["reason"]
+        response = service.client.post("/v1/jobs", json={"urls": [f"{target.url}/status/200"]})
+        assert response.status_code == 503, response.text
+        assert "readonly" in response.json()["detail"]
+        fault.mode = "none"
+        assert wait_until(lambda: storage.writer.healthy, 15.0)
+        assert service.client.get("/readyz").status_code == 200
+        submit(service.client, [f"{target.url}/status/200"])
+    finally:
+        fault.mode = "none"
 
 
 def test_a_stream_reads_a_job_on_disk_off_the_event_loop(

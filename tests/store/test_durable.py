@@ -26,6 +26,7 @@ from app.store.storage import Storage
 from tests.conftest import make_settings
 from tests.store.test_memory import OPTIONS, down, up, urls
 from tests.support.backends import BACKENDS, url_for
+from tests.support.dbfaults import SqliteFault
 from tests.support.process import wait_until
 
 
@@ -39,6 +40,10 @@ def storage(database_url: str) -> Iterator[Storage]:
     opened = Storage.open(make_settings(database_url=database_url))
     yield opened
     opened.close()
+
+
+def open_storage_with(database_url: str, **settings: Any) -> Storage:
+    return Storage.open(make_settings(database_url=database_url, **settings))
 
 
 def open_storage(database_url: str) -> Storage:
@@ -361,28 +366,32 @@ def test_a_job_reads_byte_for_byte_the_same_from_disk_as_from_memory(storage: St
     assert store.list_json(0, 10) == listed
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])  # a fault SQLite can be given
 def test_while_the_database_is_away_results_are_counted_lost_not_waited_for(
-    database_url: str,
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    storage = Storage.open(make_settings(database_url=database_url, db_queue_max=10))
-    held = threading.Event()
+    storage = open_storage_with(url_for(backend, tmp_path, request), db_queue_max=10)
+    fault = SqliteFault(storage.database)
     try:
         store = storage.store
         job_id = store.create_job(urls(50), OPTIONS).id
-        storage.writer.submit(lambda _connection: held.wait(30.0))  # the writer is stuck
-        storage.writer.healthy = False  # type: ignore[attr-defined]  # as the writer says
+        fault.mode = "readonly"  # a real outage: every write the writer tries now fails
+        store.record(job_id, 0, up(urls(50)[0]))
+        assert wait_until(lambda: not storage.writer.healthy, 10.0)
         recorded = threading.Event()
 
-        def record_all() -> None:
-            for index, url in enumerate(urls(50)):
+        def record_rest() -> None:
+            for index, url in enumerate(urls(50)[1:], start=1):
                 store.record(job_id, index, up(url))
             recorded.set()
 
-        threading.Thread(target=record_all, daemon=True).start()
+        threading.Thread(target=record_rest, daemon=True).start()
         # Waiting for room would take commit_timeout_s (10 s) per result past the tenth.
         assert recorded.wait(8.0), "recording waited for a database that is away"
         assert store.lost > 0  # counted, not silent (how many: what the queue held)
         assert store.header(job_id).completed == 50  # memory has them all
+        fault.mode = "none"
+        assert wait_until(lambda: storage.writer.healthy, 15.0)  # and the writer catches up
     finally:
-        held.set()
+        fault.mode = "none"
         storage.close()
