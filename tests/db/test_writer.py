@@ -4,21 +4,19 @@ one failing write failing alone. On every backend."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
-from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection, Insert, event, func, insert, select
+from sqlalchemy import Connection, Insert, event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.db.engine import Database
 from app.db.migrator import upgrade
 from app.db.schema import jobs, results
 from app.db.writer import Writer, WriterClosed, WriterFull
+from tests.support.dbrows import add_job
 from tests.support.process import wait_until
-
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -41,18 +39,6 @@ def writers() -> Iterator[list[Writer]]:
     yield started
     for writer in started:
         writer.stop(timeout_s=30)
-
-
-def add_job(job_id: str) -> Callable[[Connection], str]:
-    def write(connection: Connection) -> str:
-        connection.execute(
-            insert(jobs).values(
-                id=job_id, status="done", options={}, total=0, created_at=T0, errors={}
-            )
-        )
-        return job_id
-
-    return write
 
 
 def job_count(db: Database) -> int:

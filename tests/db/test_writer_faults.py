@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,10 @@ from app.db.schema import jobs, results
 from app.db.url import sqlalchemy_url
 from app.db.writer import Writer, WriterFull, WriterGaveUp
 from tests.support.dbfaults import SqliteFault
+from tests.support.dbrows import T0, add_job
 from tests.support.postgres import PostgresServer
 from tests.support.process import wait_until
 
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 BIG = b"x" * 6000  # a result body larger than a page: every insert needs new pages
 
 
@@ -52,18 +51,6 @@ def writers() -> Iterator[list[Writer]]:
     yield started
     for writer in started:
         writer.stop(timeout_s=5)
-
-
-def add_job(job_id: str) -> Callable[[Connection], str]:
-    def write(connection: Connection) -> str:
-        connection.execute(
-            insert(jobs).values(
-                id=job_id, status="done", options={}, total=0, created_at=T0, errors={}
-            )
-        )
-        return job_id
-
-    return write
 
 
 def ordered_job(n: int) -> Callable[[Connection], None]:
