@@ -182,10 +182,15 @@ def _check_headers(
             )
         )
     size = 0
+    seen: dict[str, str] = {}
     for name, value in headers.items():
         loc = ("options", "headers", name)
         size += len(name) + len(value)
-        if not _TOKEN.match(name):
+        first = seen.setdefault(name.lower(), name)
+        if first != name:  # both spellings would be sent, and one could escape stripping
+            msg = f"the same header as {first!r}: header names are case-insensitive"
+            errors.append(_error(loc, msg, name, "header_duplicate"))
+        elif not _TOKEN.match(name):
             errors.append(_error(loc, "header name must be an HTTP token", name, "header_name"))
         elif name.lower() in _FORBIDDEN_HEADERS or (name.lower() == "host" and not allow_host):
             why = _FORBIDDEN_HEADERS.get(name.lower(), _HOST_REFUSED)

@@ -224,6 +224,22 @@ def test_framing_hop_by_hop_and_host_headers_are_422_naming_the_header(
         assert "allow_host_header" not in msg
 
 
+def test_a_header_named_twice_in_different_cases_is_422_naming_the_second(
+    service: RunningService,
+) -> None:
+    # Two spellings of one name would both be sent, and only one of them stripped by name.
+    headers = {"Authorization": "Bearer a", "authorization": "Bearer b"}
+    body = {"urls": ["http://127.0.0.1:9/"], "options": {"headers": headers}}
+
+    response = service.client.post("/v1/jobs", json=body)
+
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert errors[0]["loc"] == ["body", "options", "headers", "authorization"]
+    assert "Authorization" in errors[0]["msg"]
+    assert service.client.get("/v1/jobs").json()["count"] == 0
+
+
 def test_framing_headers_are_refused_even_when_host_is_allowed(
     service_factory: Callable[..., RunningService],
 ) -> None:
