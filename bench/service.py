@@ -54,6 +54,29 @@ def memory_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def context_switches(pid: int) -> dict[str, int]:
+    """Voluntary (wake-ups: the thread blocked and was woken) and involuntary context
+    switches, summed over the process's live threads (/proc/<pid>/task/*/status: the
+    process's own status counts its main thread only)."""
+    out = {"voluntary": 0, "involuntary": 0}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as handle:
+                for line in handle:
+                    key, _, value = line.partition(":")
+                    if key == "voluntary_ctxt_switches":
+                        out["voluntary"] += int(value)
+                    elif key == "nonvoluntary_ctxt_switches":
+                        out["involuntary"] += int(value)
+        except OSError:
+            continue  # the thread exited meanwhile
+    return out
+
+
 def child_pids(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
@@ -71,6 +94,9 @@ class ServiceProcess:
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 30.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # "sqlite": a fresh SQLite file in this run's temp dir (what users run, minus ./data);
+    # "memory": memory:// (the same code on an in-process SQLite database).
+    store: str = "sqlite"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     killed: bool = False
@@ -83,6 +109,41 @@ class ServiceProcess:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tmp_dir(self) -> Path:
+        if self._tmp is None:
+            raise ServiceError("service not started")
+        return Path(self._tmp.name)
+
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file of a `sqlite` run (None for memory:// or before start)."""
+        if self.store != "sqlite" or self._tmp is None:
+            return None
+        return Path(self._tmp.name) / "urlhealth.db"
+
+    def database_url(self) -> str:
+        if self.store == "memory":
+            return "memory://"
+        if self.store == "sqlite":
+            if self.db_path is None:
+                raise ServiceError("service not started")
+            return f"sqlite:///{self.db_path}"
+        raise ServiceError(f"unknown store {self.store!r}")
+
+    def db_bytes(self) -> dict[str, int] | None:
+        """Sizes of the SQLite file and its -wal and -shm (absent ones as 0)."""
+        path = self.db_path
+        if path is None:
+            return None
+        sizes = {}
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                sizes["db" + suffix.replace("-", "_")] = os.path.getsize(f"{path}{suffix}")
+            except OSError:
+                sizes["db" + suffix.replace("-", "_")] = 0
+        return sizes
 
     @property
     def pid(self) -> int:
@@ -101,6 +162,9 @@ class ServiceProcess:
                 "URLHEALTH_MAX_CONNECTIONS_PER_HOST": str(self.max_connections_per_host),
                 "URLHEALTH_RETENTION_MAX_JOBS": "10",
                 "URLHEALTH_LOG_LEVEL": "warning",
+                # Always explicit: never the ./data of wherever the bench runs.
+                "URLHEALTH_DATABASE_URL": self.database_url(),
+                "URLHEALTH_DATA_DIR": str(self.tmp_dir / "data"),
             }
         )
         env.update(self.extra_env)
@@ -159,6 +223,9 @@ class ServiceProcess:
 
     def memory(self) -> dict[str, float]:
         return memory_mb(self.pid)
+
+    def context_switches(self) -> dict[str, int]:
+        return context_switches(self.pid)
 
     def children(self) -> list[int]:
         return child_pids(self.pid)
