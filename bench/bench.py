@@ -84,7 +84,8 @@ def _line(impl: str, rep: int, run: dict[str, Any]) -> str:
     if run.get("reported_p99_ms") is not None:
         extra += f", reported p50/p99 {run['reported_p50_ms']:.1f}/{run['reported_p99_ms']:.1f} ms"
     if run.get("status_p99_ms") is not None:
-        extra += f", status p99 {run['status_p99_ms']:.1f} ms ({run['status_polls']} polls)"
+        extra += f", status p99 {run['status_p99_ms']:.1f} ms ({run['status_polls']} polls"
+        extra += f", {run['status_error_count']} failed)" if run.get("status_error_count") else ")"
     if run.get("status_idle_p99_ms") is not None:
         c = run["clients"]["counts"]
         extra += (

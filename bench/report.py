@@ -53,6 +53,7 @@ def summarise(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "wall_s": spread(_values(runs, "wall_s")),
         "checks_per_s": spread(rates),
         "ratio_to_ideal": spread(ratios),
+        "status_errors_per_rep": [int(r.get("status_error_count") or 0) for r in runs],
     }
     for key in (
         "cpu_s",
@@ -94,6 +95,15 @@ def verdicts(scenario: Scenario, service: dict[str, Any], quick: bool) -> list[d
             "pass": service["reps"] > 0 and service["correct_reps"] == service["reps"],
         }
     ]
+    if scenario.poll_status and not scenario.load:
+        errors = sum(int(r) for r in service.get("status_errors_per_rep", []))
+        out.append(
+            {
+                "target": "every GET /v1/status answered 200 in 5 s",
+                "measured": f"{errors} failed polls",
+                "pass": errors == 0,
+            }
+        )
     t = scenario.targets
     checks: list[tuple[str, float | None, float | None, bool, str]] = [
         ("checks/s", _median(service, "checks_per_s"), t.min_checks_per_s, True, "{:,.0f}"),
