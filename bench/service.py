@@ -158,6 +158,8 @@ class ServiceProcess:
                 "URLHEALTH_WORKERS": str(self.workers),
                 "URLHEALTH_MAX_URLS_PER_JOB": "200000",
                 "URLHEALTH_MAX_QUEUED_CHECKS": "200000",
+                # 200,000 URLs of ~70 bytes: the default 4 MiB body limit holds ~55,000.
+                "URLHEALTH_MAX_REQUEST_BYTES": str(32 * 2**20),
                 "URLHEALTH_ALLOWED_NETWORKS": "127.0.0.0/8",
                 "URLHEALTH_MAX_CONNECTIONS_PER_HOST": str(self.max_connections_per_host),
                 "URLHEALTH_RETENTION_MAX_JOBS": "10",
