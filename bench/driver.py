@@ -249,6 +249,11 @@ def _db_after_stop(out: dict[str, Any], service: ServiceProcess, results: int) -
         start = out.get("db_bytes_at_start") or {"db": 0, "db_wal": 0}
         grown = sizes["db"] + sizes["db_wal"] - start["db"] - start["db_wal"]
         out["db_bytes_per_result_marginal"] = grown / results
+        by_object = service.db_bytes_by_object()
+        if by_object:
+            out["db_bytes_per_result_by_object"] = {
+                name: round(size / results, 1) for name, size in by_object.items()
+            }
 
 
 def run_service(scenario: Scenario, target: NginxTarget, store: str = "sqlite") -> dict[str, Any]:

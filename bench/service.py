@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -144,6 +146,21 @@ class ServiceProcess:
             except OSError:
                 sizes["db" + suffix.replace("-", "_")] = 0
         return sizes
+
+    def db_bytes_by_object(self) -> dict[str, int] | None:
+        """Bytes per table and index of the SQLite file (its dbstat virtual table), read-only;
+        None for memory://, a missing file, or an SQLite built without dbstat."""
+        path = self.db_path
+        if path is None or not path.exists():
+            return None
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                rows = db.execute(
+                    "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+                ).fetchall()
+        except sqlite3.Error:
+            return None
+        return {str(name): int(size) for name, size in rows}
 
     @property
     def pid(self) -> int:
