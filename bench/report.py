@@ -53,6 +53,7 @@ def summarise(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "wall_s": spread(_values(runs, "wall_s")),
         "checks_per_s": spread(rates),
         "ratio_to_ideal": spread(ratios),
+        "status_errors_per_rep": [int(r.get("status_error_count") or 0) for r in runs],
     }
     for key in (
         "cpu_s",
@@ -67,6 +68,9 @@ def summarise(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "status_idle_p50_ms",
         "status_idle_p99_ms",
         "cpu_per_check_ms",
+        "wakeups_per_check",
+        "db_bytes_per_result",
+        "db_bytes_per_result_marginal",
         "page_p50_ms",
         "page_p99_ms",
         "startup_s",
@@ -91,6 +95,15 @@ def verdicts(scenario: Scenario, service: dict[str, Any], quick: bool) -> list[d
             "pass": service["reps"] > 0 and service["correct_reps"] == service["reps"],
         }
     ]
+    if scenario.poll_status and not scenario.load:
+        errors = sum(int(r) for r in service.get("status_errors_per_rep", []))
+        out.append(
+            {
+                "target": "every GET /v1/status answered 200 in 5 s",
+                "measured": f"{errors} failed polls",
+                "pass": errors == 0,
+            }
+        )
     t = scenario.targets
     checks: list[tuple[str, float | None, float | None, bool, str]] = [
         ("checks/s", _median(service, "checks_per_s"), t.min_checks_per_s, True, "{:,.0f}"),
@@ -124,6 +137,89 @@ def verdicts(scenario: Scenario, service: dict[str, Any], quick: bool) -> list[d
             }
         )
     return out
+
+
+# --------------------------------------------------------------------------- stores
+
+# Issue 8: SQLite's wall time within 10 % of memory://'s (medians, same run).
+MAX_STORE_WALL_RATIO = 1.10
+# (label, summary key, format): each compared as sqlite's median / memory's median.
+STORE_FIGURES = (
+    ("wall s", "wall_s", "{:.3f}"),
+    ("CPU ms/check", "cpu_per_check_ms", "{:.3f}"),
+    ("wake-ups/check", "wakeups_per_check", "{:.2f}"),
+    ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+)
+
+
+def store_comparison(
+    scenario: Scenario,
+    by_store: dict[str, dict[str, Any]],
+    runs: list[dict[str, Any]],
+    quick: bool,
+) -> dict[str, Any] | None:
+    """sqlite / memory for each figure: the ratio of medians, and for the wall time also the
+    ratios rep by rep (the two ran back to back, so each pair shared the machine's mood)."""
+    if "sqlite" not in by_store or "memory" not in by_store:
+        return None
+    sq, mem = by_store["sqlite"], by_store["memory"]
+    ratios: dict[str, float | None] = {}
+    for _label, key, _fmt in STORE_FIGURES:
+        a, b = _median(sq, key), _median(mem, key)
+        ratios[key] = a / b if a is not None and b else None
+    paired = []
+    by_rep: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r.get("ok") and r.get("wall_s"):
+            by_rep.setdefault(int(r.get("rep", 0)), {})[r["store"]] = float(r["wall_s"])
+    for walls in by_rep.values():
+        if "sqlite" in walls and "memory" in walls and walls["memory"] > 0:
+            paired.append(walls["sqlite"] / walls["memory"])
+    out: dict[str, Any] = {
+        "ratios": ratios,
+        "paired_wall_ratio": spread(paired),
+        "db_bytes_per_result": sq.get("db_bytes_per_result"),
+        "db_bytes_per_result_marginal": sq.get("db_bytes_per_result_marginal"),
+        "verdicts": [],
+    }
+    if not quick and not scenario.load:
+        wall = ratios["wall_s"]
+        out["verdicts"].append(
+            {
+                "target": f"wall sqlite/memory <= {MAX_STORE_WALL_RATIO:.2f}",
+                "measured": "—" if wall is None else f"{wall:.3f}",
+                "pass": wall is not None and wall <= MAX_STORE_WALL_RATIO,
+            }
+        )
+    return out
+
+
+def _store_table(report: dict[str, Any]) -> list[str]:
+    entries = [e for e in report["scenarios"] if e.get("store_comparison")]
+    if not entries:
+        return []
+    head = " | ".join(f"{label}: sqlite / memory (ratio)" for label, _k, _f in STORE_FIGURES)
+    lines = [
+        "",
+        f"| Scenario | {head} | wall ratio rep by rep, median (min-max) "
+        "| SQLite bytes per stored result (less the empty file) |",
+        "|---" * (len(STORE_FIGURES) + 3) + "|",
+    ]
+    for entry in entries:
+        comp = entry["store_comparison"]
+        by_store = entry["service_by_store"]
+        cells = [entry["scenario"]]
+        for _label, key, fmt in STORE_FIGURES:
+            a = _fmt_spread(by_store["sqlite"].get(key), fmt)
+            b = _fmt_spread(by_store["memory"].get(key), fmt)
+            ratio = comp["ratios"][key]
+            cells.append(f"{a} / {b} ({'—' if ratio is None else f'{ratio:.2f}x'})")
+        cells.append(_fmt_spread(comp["paired_wall_ratio"], "{:.2f}x"))
+        per = _fmt_spread(comp["db_bytes_per_result"], "{:,.0f}")
+        marginal = _fmt_median(comp["db_bytes_per_result_marginal"], "{:,.0f}")
+        cells.append(f"{per} ({marginal})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 # --------------------------------------------------------------------------- machine
@@ -214,7 +310,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"**{m['date_utc']}** — {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
         f"{m.get('nginx') or 'nginx'}, urlhealth {m.get('urlhealth')}, "
-        f"load average at start {m['loadavg_start']:.2f}"
+        f"load average at start {m['loadavg_start']:.2f}, "
+        f"store {', '.join(report['options'].get('stores', ['sqlite']))}"
         + (" — **quick run (1/10 sizes): targets not judged**" if report["quick"] else ""),
         "",
         "| Scenario | Implementation | Correct reps | Wall s, median (min-max) | checks/s "
@@ -229,10 +326,21 @@ def render_markdown(report: dict[str, Any]) -> str:
         sw, bw = _median(service, "wall_s"), _median(baseline, "wall_s")
         if sw and bw:
             vs = f"{sw / bw:.2f}x ({bw / sw:.1f}x faster)" if sw < bw else f"{sw / bw:.2f}x"
-        if service is not None:
-            lines.append(_row(sc, "urlhealth", service, vs))
+        by_store = entry.get("service_by_store") or {}
+        if len(by_store) > 1:
+            for store, summary in by_store.items():
+                cmp = vs if store == entry["stores"][0] else ""
+                lines.append(_row(sc, f"urlhealth ({store})", summary, cmp))
+        elif service is not None:
+            label = (
+                "urlhealth"
+                if entry.get("stores", ["sqlite"]) == ["sqlite"]
+                else (f"urlhealth ({entry['stores'][0]})")
+            )
+            lines.append(_row(sc, label, service, vs))
         if baseline is not None:
             lines.append(_row(sc, "baseline", baseline, ""))
+    lines += _store_table(report)
     if any(entry["verdicts"] for entry in report["scenarios"]):
         lines += [
             "",
@@ -257,6 +365,8 @@ def write_outputs(report: dict[str, Any], update_readme: bool) -> tuple[Path, Pa
     suffix = ("-quick" if report["quick"] else "") + (
         "" if report["options"]["service"] else "-baseline-only"
     )
+    if len(report["options"].get("stores", [])) > 1:
+        suffix += "-stores"
     json_path = RESULTS_DIR / f"{stamp}{suffix}.json"
     serialisable = {
         **report,

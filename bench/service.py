@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +56,29 @@ def memory_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def context_switches(pid: int) -> dict[str, int]:
+    """Voluntary (wake-ups: the thread blocked and was woken) and involuntary context
+    switches, summed over the process's live threads (/proc/<pid>/task/*/status: the
+    process's own status counts its main thread only)."""
+    out = {"voluntary": 0, "involuntary": 0}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as handle:
+                for line in handle:
+                    key, _, value = line.partition(":")
+                    if key == "voluntary_ctxt_switches":
+                        out["voluntary"] += int(value)
+                    elif key == "nonvoluntary_ctxt_switches":
+                        out["involuntary"] += int(value)
+        except OSError:
+            continue  # the thread exited meanwhile
+    return out
+
+
 def child_pids(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
@@ -71,6 +96,9 @@ class ServiceProcess:
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 30.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # "sqlite": a fresh SQLite file in this run's temp dir (what users run, minus ./data);
+    # "memory": memory:// (the same code on an in-process SQLite database).
+    store: str = "sqlite"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     killed: bool = False
@@ -85,6 +113,56 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def tmp_dir(self) -> Path:
+        if self._tmp is None:
+            raise ServiceError("service not started")
+        return Path(self._tmp.name)
+
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file of a `sqlite` run (None for memory:// or before start)."""
+        if self.store != "sqlite" or self._tmp is None:
+            return None
+        return Path(self._tmp.name) / "urlhealth.db"
+
+    def database_url(self) -> str:
+        if self.store == "memory":
+            return "memory://"
+        if self.store == "sqlite":
+            if self.db_path is None:
+                raise ServiceError("service not started")
+            return f"sqlite:///{self.db_path}"
+        raise ServiceError(f"unknown store {self.store!r}")
+
+    def db_bytes(self) -> dict[str, int] | None:
+        """Sizes of the SQLite file and its -wal and -shm (absent ones as 0)."""
+        path = self.db_path
+        if path is None:
+            return None
+        sizes = {}
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                sizes["db" + suffix.replace("-", "_")] = os.path.getsize(f"{path}{suffix}")
+            except OSError:
+                sizes["db" + suffix.replace("-", "_")] = 0
+        return sizes
+
+    def db_bytes_by_object(self) -> dict[str, int] | None:
+        """Bytes per table and index of the SQLite file (its dbstat virtual table), read-only;
+        None for memory://, a missing file, or an SQLite built without dbstat."""
+        path = self.db_path
+        if path is None or not path.exists():
+            return None
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                rows = db.execute(
+                    "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+                ).fetchall()
+        except sqlite3.Error:
+            return None
+        return {str(name): int(size) for name, size in rows}
+
+    @property
     def pid(self) -> int:
         if self.process is None:
             raise ServiceError("service not started")
@@ -97,10 +175,15 @@ class ServiceProcess:
                 "URLHEALTH_WORKERS": str(self.workers),
                 "URLHEALTH_MAX_URLS_PER_JOB": "200000",
                 "URLHEALTH_MAX_QUEUED_CHECKS": "200000",
+                # 200,000 URLs of ~70 bytes: the default 4 MiB body limit holds ~55,000.
+                "URLHEALTH_MAX_REQUEST_BYTES": str(32 * 2**20),
                 "URLHEALTH_ALLOWED_NETWORKS": "127.0.0.0/8",
                 "URLHEALTH_MAX_CONNECTIONS_PER_HOST": str(self.max_connections_per_host),
                 "URLHEALTH_RETENTION_MAX_JOBS": "10",
                 "URLHEALTH_LOG_LEVEL": "warning",
+                # Always explicit: never the ./data of wherever the bench runs.
+                "URLHEALTH_DATABASE_URL": self.database_url(),
+                "URLHEALTH_DATA_DIR": str(self.tmp_dir / "data"),
             }
         )
         env.update(self.extra_env)
@@ -159,6 +242,9 @@ class ServiceProcess:
 
     def memory(self) -> dict[str, float]:
         return memory_mb(self.pid)
+
+    def context_switches(self) -> dict[str, int]:
+        return context_switches(self.pid)
 
     def children(self) -> list[int]:
         return child_pids(self.pid)
