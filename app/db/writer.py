@@ -138,13 +138,18 @@ class Writer:
         """Why the database cannot be written (URL masked), while it cannot; else None."""
         return self._last_error
 
+    def queued(self) -> int:
+        """Writes waiting in the queue: what stats().queued says, without building the rest
+        (the store asks before every result it hands over)."""
+        return max(0, self._queue.qsize() - (0 if self._accepting else 1))
+
     def stats(self) -> WriterStats:
         held, reason = self._held, self._last_error
         oldest = held[0].queued_at if held else self._oldest_queued()
         return WriterStats(
             # Once stopped, the queue ends with the sentinel until the writer takes it, and
             # nothing follows it: it is the one entry not to count.
-            queued=max(0, self._queue.qsize() - (0 if self._accepting else 1)),
+            queued=self.queued(),
             written=self._written,
             failed=self._failed,
             batches=self._batches,

@@ -168,7 +168,7 @@ class DurableStore:
         return self.writer.last_error or "the database is unavailable"
 
     def _full(self) -> bool:
-        return self.writer.stats().queued >= self._queue_max
+        return self.writer.queued() >= self._queue_max
 
     def _healthy(self) -> bool:
         return self.writer.healthy
