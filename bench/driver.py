@@ -238,6 +238,22 @@ def _store_figures(
     out["db_bytes_at_end"] = service.db_bytes()
 
 
+def _stop_service(out: dict[str, Any], service: ServiceProcess, stored: int) -> None:
+    """Stop the service and record how it stopped, its database, and its log when the run
+    failed; a service that had to be killed fails the run."""
+    service.stop()
+    out["sigkill"] = service.killed
+    out["exit_code"] = service.exit_code
+    out["stop_s"] = service.stop_s
+    _db_after_stop(out, service, stored)
+    if not out["ok"] or service.killed:
+        out["service_log_tail"] = service.log_tail()
+    service.cleanup()
+    if service.killed:
+        out["ok"] = False
+        out.setdefault("error", "service did not exit within 30 s of SIGTERM (killed)")
+
+
 def _db_after_stop(out: dict[str, Any], service: ServiceProcess, results: int) -> None:
     """The SQLite file (with -wal) once the service has flushed and exited, per result."""
     sizes = service.db_bytes()
@@ -331,17 +347,7 @@ def run_service(scenario: Scenario, target: NginxTarget, store: str = "sqlite") 
     finally:
         if poller is not None and poller.is_alive():
             poller.stop()
-        service.stop()
-        out["sigkill"] = service.killed
-        out["exit_code"] = service.exit_code
-        out["stop_s"] = service.stop_s
-        _db_after_stop(out, service, len(urls) if out["ok"] else 0)
-        if not out["ok"] or service.killed:
-            out["service_log_tail"] = service.log_tail()
-        service.cleanup()
-    if service.killed:
-        out["ok"] = False
-        out.setdefault("error", "service did not exit within 30 s of SIGTERM (killed)")
+        _stop_service(out, service, len(urls) if out["ok"] else 0)
     return out
 
 
@@ -510,16 +516,6 @@ def run_load(scenario: Scenario, target: NginxTarget, store: str = "sqlite") -> 
         if clients is not None and clients.poll() is None:
             clients.kill()
             clients.wait(timeout=10)
-        service.stop()
-        out["sigkill"] = service.killed
-        out["exit_code"] = service.exit_code
-        out["stop_s"] = service.stop_s
         # Approximate: jobs still running at the stop add their interrupted checks' rows.
-        _db_after_stop(out, service, total_checks if out["ok"] else 0)
-        if not out["ok"] or service.killed:
-            out["service_log_tail"] = service.log_tail()
-        service.cleanup()
-    if service.killed:
-        out["ok"] = False
-        out.setdefault("error", "service did not exit within 30 s of SIGTERM (killed)")
+        _stop_service(out, service, total_checks if out["ok"] else 0)
     return out

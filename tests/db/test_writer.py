@@ -15,7 +15,7 @@ from app.db.engine import Database
 from app.db.migrator import upgrade
 from app.db.schema import jobs, results
 from app.db.writer import Writer, WriterClosed, WriterFull
-from tests.support.dbrows import add_job
+from tests.support.dbrows import add_job, result_row
 from tests.support.process import wait_until
 
 
@@ -160,18 +160,6 @@ def test_a_cancelled_submit_is_not_written(db: Database, writers: list[Writer]) 
 
     assert kept.result(timeout=30) == "d" * 32
     assert job_count(db) == 1
-
-
-def result_row(job_id: str, idx: int) -> dict[str, object]:
-    return {
-        "job_id": job_id,
-        "idx": idx,
-        "seq": idx,
-        "ok": True,
-        "outcome": "up",
-        "error_kind": None,
-        "body": b'{"ok": true}',
-    }
 
 
 def test_consecutive_rows_for_a_table_go_in_one_statement_in_order(

@@ -29,7 +29,7 @@ from app.db.schema import jobs, results
 from app.db.url import sqlalchemy_url
 from app.db.writer import Writer, WriterFull, WriterGaveUp
 from tests.support.dbfaults import SqliteFault
-from tests.support.dbrows import T0, add_job
+from tests.support.dbrows import T0, add_job, result_row
 from tests.support.postgres import PostgresServer
 from tests.support.process import wait_until
 
@@ -65,18 +65,6 @@ def ordered_job(n: int) -> Callable[[Connection], None]:
         )
 
     return write
-
-
-def result_row(job_id: str, idx: int) -> dict[str, object]:
-    return {
-        "job_id": job_id,
-        "idx": idx,
-        "seq": idx,
-        "ok": True,
-        "outcome": "up",
-        "error_kind": None,
-        "body": BIG,
-    }
 
 
 def count(db: Database, table: Any) -> int:
@@ -115,14 +103,14 @@ def outage_then_return(db: Database, writers: list[Writer], mode: str) -> None:
     assert writer.last_error is None
 
     fault.mode = mode
-    writer.put_row(results, result_row(job, 0))
+    writer.put_row(results, result_row(job, 0, BIG))
     assert wait_until(lambda: not writer.healthy, timeout_s=10)
     reason = writer.last_error
     assert reason is not None
     assert ("full" if mode == "full" else "readonly") in reason
     outcome = writer.submit(add_job("k" * 32))
     for idx in range(1, 50):  # queued while the database cannot be written
-        writer.put_row(results, result_row(job, idx))
+        writer.put_row(results, result_row(job, idx, BIG))
     assert wait_until(lambda: writer.stats().behind_s > 0.2, timeout_s=10)
     assert not outcome.done()
     assert count(db, results) == 0

@@ -1,4 +1,4 @@
-"""Rows for database tests: a write that adds a finished job with no URLs."""
+"""Rows for database tests: a write that adds a finished job with no URLs, a result row."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ def add_job(job_id: str) -> Callable[[Connection], str]:
         return job_id
 
     return write
+
+
+def result_row(job_id: str, idx: int, body: bytes = b'{"ok": true}') -> dict[str, object]:
+    return {
+        "job_id": job_id,
+        "idx": idx,
+        "seq": idx,
+        "ok": True,
+        "outcome": "up",
+        "error_kind": None,
+        "body": body,
+    }
