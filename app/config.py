@@ -120,6 +120,22 @@ class Settings(BaseSettings):
     db_retention_max_jobs: int = Field(100_000, ge=1)
     db_retention_interval_s: float = Field(600.0, gt=0)
 
+    # Monitors (app/monitors/): URLs checked on a schedule.
+    # A TOML file of monitors (config/monitors.example.toml), loaded at start and on SIGHUP.
+    monitors_file: Path | None = None
+    monitor_min_interval_s: float = Field(5.0, gt=0)
+    monitor_default_interval_s: float = Field(60.0, gt=0)
+    # Capacity only monitor checks may use, so a large batch job never delays them: extra
+    # workers in the shared pool, and extra connections per host.
+    monitor_workers: int = Field(16, ge=1, le=1024)
+    monitor_slots_per_host: int = Field(2, ge=1)
+    # /readyz fails when a due monitor check has waited longer than this to start.
+    monitor_stall_s: float = Field(30.0, gt=0)
+    # History: every result kept raw this long; hourly and daily rollups (and incidents)
+    # this long.
+    history_raw_days: float = Field(7.0, gt=0)
+    history_rollup_days: float = Field(400.0, gt=0)
+
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)
 

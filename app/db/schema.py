@@ -14,15 +14,19 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -136,3 +140,113 @@ results = Table(
 )
 # A job's results in completion order: pages are `seq` ranges.
 Index("ix_results_job_id_seq", results.c.job_id, results.c.seq, unique=True)
+
+
+# --- monitors (app/monitors/) ------------------------------------------------------------
+# A monitor's definition, its schedule and its state, in one row: the state is decided by a
+# conditional UPDATE of this row in the writer's transaction (memory only caches it), so
+# replicas can later claim checks without another table.
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("source", String(8), nullable=False),  # api | file
+    Column("url", Text, nullable=False),  # as written, credentials included: never shown
+    Column("options", JSON, nullable=False),  # JobOptions as written (exclude_unset)
+    Column("interval_s", Float, nullable=False),
+    Column("group_name", String(200)),
+    Column("labels", JSON, nullable=False),  # {name: value}
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("failure_threshold", Integer, nullable=False),
+    Column("success_threshold", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Bumped when url or options change: the unconfirmed streak restarts, and a result of
+    # the previous definition that lands late counts toward no streak.
+    Column("generation", Integer, nullable=False, default=1),
+    Column("next_due_at", UtcDateTime),
+    # State: unknown | up | degraded | down (paused is the flag above).
+    Column("state", String(8), nullable=False, default="unknown"),
+    Column("state_since", UtcDateTime),
+    # The outcome seen since the last confirmed change, and how many times in a row.
+    Column("pending_outcome", String(8)),
+    Column("pending_count", Integer, nullable=False, default=0),
+    Column("incident_id", Integer),  # the open incident, if any
+    Column("last_checked_at", UtcDateTime),
+    Column("last_result", LargeBinary),  # the last CheckResult's JSON
+    Column("skipped", Integer, nullable=False, default=0),  # runs skipped: still running
+)
+
+# Every monitor result, compact: times in epoch milliseconds, latencies in microseconds,
+# outcome as 0 up / 1 degraded / 2 down; the full result only for failures and changes.
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "monitor_id",
+        Integer,
+        ForeignKey("monitors.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("outcome", SmallInteger, nullable=False),
+    Column("status", SmallInteger),
+    Column("latency_us", Integer),
+    # Phases (app.schemas.results.Timings): resolve, connect, tls, processing, transfer.
+    Column("dns_us", Integer),
+    Column("connect_us", Integer),
+    Column("tls_us", Integer),
+    Column("ttfb_us", Integer),
+    Column("transfer_us", Integer),
+    Column("error_kind", String(24)),
+    Column("detail", LargeBinary),
+)
+Index("ix_monitor_results_monitor_id_at_ms", monitor_results.c.monitor_id, monitor_results.c.at_ms)
+# Raw retention deletes by age across monitors.
+Index("ix_monitor_results_at_ms", monitor_results.c.at_ms)
+
+# Hourly ('h') and daily ('d') counts per monitor: a year of uptime is 365 rows, not 8,760.
+monitor_rollups = Table(
+    "monitor_rollups",
+    metadata,
+    Column(
+        "monitor_id",
+        Integer,
+        ForeignKey("monitors.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("period", String(1), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("checks", Integer, nullable=False),
+    Column("up", Integer, nullable=False),
+    Column("degraded", Integer, nullable=False),
+    Column("down", Integer, nullable=False),
+    Column("latency_count", Integer, nullable=False),
+    Column("latency_sum_us", BigInteger, nullable=False),
+    Column("latency_min_us", Integer),
+    Column("latency_max_us", Integer),
+    Column("histogram", JSON, nullable=False),  # counts per bucket (app/monitors/)
+    PrimaryKeyConstraint("monitor_id", "period", "start_ms"),
+)
+
+# One confirmed stretch away from `up`.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "monitor_id",
+        Integer,
+        ForeignKey("monitors.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Column("worst_state", String(8), nullable=False),
+    Column("first_result", LargeBinary),  # the CheckResult that began it
+    Column("events", JSON, nullable=False),  # [{"at", "from", "to"}], state changes inside
+)
+Index("ix_incidents_monitor_id_started_at", incidents.c.monitor_id, incidents.c.started_at)

@@ -1,0 +1,38 @@
+"""The words every part of monitoring shares: states, outcomes and their stored codes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final, Literal
+
+Outcome = Literal["up", "degraded", "down"]
+
+# monitor_results.outcome holds a small integer: a result row stays under 100 bytes.
+OUTCOME_CODE: Final[dict[str, int]] = {"up": 0, "degraded": 1, "down": 2}
+CODE_OUTCOME: Final[dict[int, Outcome]] = {0: "up", 1: "degraded", 2: "down"}
+
+
+class MonitorState(StrEnum):
+    """What a monitor shows. `unknown` until its first confirmed outcome; `paused` while
+    paused (kept out of uptime)."""
+
+    UNKNOWN = "unknown"
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    PAUSED = "paused"
+
+
+class Source(StrEnum):
+    """Where a monitor is defined: the API, or the monitors file (read-only over the API)."""
+
+    API = "api"
+    FILE = "file"
+
+
+# Severity, to find an incident's worst state.
+SEVERITY: Final[dict[str, int]] = {"up": 0, "unknown": 0, "degraded": 1, "down": 2}
+
+# Defaults a monitor gets when it names none (the issue's; settings give the interval).
+DEFAULT_FAILURE_THRESHOLD: Final = 3
+DEFAULT_SUCCESS_THRESHOLD: Final = 2
