@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import email.message
 import json
-import math
 import re
-from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
@@ -22,13 +20,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
-from app.api.errors import readable
+from app.schemas.text import readable, unrenderable
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 # In UTF-8 text a lone surrogate can only come from a JSON escape, so most bodies need no walk.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not UTF-8, or nests too deeply; `msg` says where."},
@@ -133,42 +130,3 @@ def _utf8(body: bytes) -> str:
 
 def _bad_body(msg: str) -> HTTPException:
     return HTTPException(status_code=400, detail=[{"type": "body", "loc": ("body",), "msg": msg}])
-
-
-def unrenderable(
-    data: Any, loc: tuple[str | int, ...] = ("body",), finite: bool = False
-) -> Iterator[dict[str, Any]]:
-    """An error for each key or string in `data` holding a lone surrogate (and with `finite`,
-    each inf or NaN), where it is: what JSON cannot carry back faithfully."""
-    pending: deque[tuple[Any, tuple[str | int, ...]]] = deque([(data, loc)])
-    while pending:
-        value, where = pending.popleft()
-        if isinstance(value, str):
-            found = _SURROGATE.search(value)
-            if found:
-                yield _surrogate_error(where, value, found)
-        elif isinstance(value, float) and finite and not math.isfinite(value):
-            msg = "must be a finite number"
-            yield {"type": "finite_number", "loc": where, "msg": msg, "input": value}
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                inner = (*where, readable(str(key)))
-                found = _SURROGATE.search(str(key))
-                if found:
-                    yield _surrogate_error(inner, str(key), found, "key")
-                pending.append((item, inner))
-        elif isinstance(value, list | tuple):
-            pending.extend((item, (*where, index)) for index, item in enumerate(value))
-
-
-def _surrogate_error(
-    loc: tuple[str | int, ...], text: str, found: re.Match[str], what: str = "text"
-) -> dict[str, Any]:
-    char = f"\\u{ord(found.group()):04x}"
-    return {
-        "type": "string_unicode",
-        "loc": loc,
-        "msg": f"{what} must be valid Unicode: lone UTF-16 surrogate {char} at "
-        f"character {found.start()}",
-        "input": text,
-    }

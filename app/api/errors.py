@@ -19,21 +19,13 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app.engine.dispatcher import Overloaded, ShuttingDown
+from app.schemas.text import TEXT_CHARS, readable
 from app.store.base import JobNotFound, StoreBusy, StoreUnavailable
 
 log = logging.getLogger("urlhealth.api")
 
 # Characters of a request's value an error shows; longer ones are cut, and say so.
 ECHO_CHARS = 256
-# Characters of any other text in an error (a message, a key in `loc`).
-TEXT_CHARS = 1024
-
-
-def readable(text: str, limit: int = TEXT_CHARS) -> str:
-    """Text any encoder can write: lone surrogates become `\\udXXX`, and at most `limit`."""
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def plain(value: Any, limit: int = TEXT_CHARS) -> Any:
