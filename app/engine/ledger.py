@@ -50,12 +50,14 @@ class CheckLedger:
         self._drained = threading.Event()
         self._drained.set()
 
-    def admit(self, count: int) -> None:
-        """Count `count` new checks in, all or none; raises ShuttingDown or Overloaded."""
+    def admit(self, count: int, bounded: bool = True) -> None:
+        """Count `count` new checks in, all or none; raises ShuttingDown or Overloaded.
+        `bounded=False` (monitor checks) skips the limit, not the count: they drain like
+        any other, but their few periodic checks are never refused for a job's load."""
         with self._lock:
             if not self._accepting:
                 raise ShuttingDown("the service is shutting down")
-            if self._pending + count > self._max_queued:
+            if bounded and self._pending + count > self._max_queued:
                 raise Overloaded(self._pending, self._max_queued, count)
             self._pending += count
             if count:
