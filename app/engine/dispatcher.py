@@ -51,7 +51,7 @@ class _Check:
     future: Future[CheckResult | StoredResult]
     started: bool = False  # kept by the CheckLedger, under its lock
     released: bool = False
-    monitor: bool = False  # runs on the reserved capacity
+    reserved: bool = False  # a monitor check: on the reserved capacity
 
 
 class Dispatcher:
@@ -137,9 +137,9 @@ class Dispatcher:
         """One monitor check on the reserved capacity. Never Overloaded: monitors are few
         and periodic, and a monitor refused under a job's load is what this exists to avoid.
         Raises ShuttingDown once stopping."""
-        self._ledger.admit(1, bounded=False)
+        self._ledger.admit(1, reserved=True)
         [check] = self._checks(None, [url], options, None if parsed is None else [parsed])
-        check.monitor = True
+        check.reserved = True
         return self._start_unowned([check])[0]
 
     def _start_unowned(self, checks: list[_Check]) -> list[Future[CheckResult]]:
@@ -173,7 +173,7 @@ class Dispatcher:
         now = time.monotonic()
         with self._lock:
             gate = self._gate
-            runnable = [c for c in checks if gate.admit(c.host, c, now, reserved=c.monitor)]
+            runnable = [c for c in checks if gate.admit(c.host, c, now, reserved=c.reserved)]
         for check in runnable:
             self._submit(check)
         if self._pacer is not None and len(runnable) < len(checks):
@@ -223,7 +223,7 @@ class Dispatcher:
             if check.job_id is not None and check.job_id not in self._started:
                 self._started.add(check.job_id)  # a racing duplicate call is harmless
                 self._store.mark_started(check.job_id)
-            owner = MONITOR_OWNER if check.monitor else check.job_id or SYNC_OWNER
+            owner = MONITOR_OWNER if check.reserved else check.job_id or SYNC_OWNER
             with lookup_owner(owner):  # one job's DNS share (dnscache)
                 result = self._checker.check(check.url, check.options, check.parsed)
             if self._interrupting and not result.ok:

@@ -166,3 +166,17 @@ def test_shutdown_cancels_waiting_monitor_checks_and_interrupts_running_ones(
         assert error is not None
         assert error.kind is ErrorKind.INTERRUPTED
     assert dispatcher.counters()[:2] == (0, 0)
+
+
+def test_monitor_checks_in_flight_take_no_admission_capacity_from_jobs(
+    engine_factory: Callable[..., Engine],
+    target: ThreadedUvicorn,
+    hang_after_request: tuple[RawServer, threading.Event],
+) -> None:
+    server, got_request = hang_after_request
+    engine = engine_factory(workers=4, max_queued=3, monitor_workers=1)
+    monitor = engine.dispatcher.check_monitor(f"{server.url}/monitor", MONITOR)
+    assert got_request.wait(10)
+    job = engine.submit([f"{target.url}/status/200?n={n}" for n in range(3)])  # exactly the limit
+    assert engine.wait_final(job.id).completed == 3
+    assert not monitor.done()
