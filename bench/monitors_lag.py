@@ -7,6 +7,7 @@ and every ordinary slot of the monitors' host. Lag is due -> the check's start.
 
     .venv/bin/python bench/monitors_lag.py [--monitors 1000] [--interval 5] [--phase 30]
         [--job-urls 10000] [--workers 64] [--monitor-workers 16] [--monitor-slots 2]
+        [--monitor-hosts 1]
 
 Needs nginx and its echo module (`bash bench/run.sh --no-service` installs them). Prints, per
 phase: checks, lag p50/p99/max, CPU ms and voluntary context switches per check; then the
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-host", type=int, default=8)
     parser.add_argument("--monitor-workers", type=int, default=16)
     parser.add_argument("--monitor-slots", type=int, default=2)
+    parser.add_argument(
+        "--monitor-hosts", type=int, default=1, help="hosts the monitors use (1: all on one)"
+    )
     args = parser.parse_args(argv)
 
     target = NginxTarget(delays_ms=(0, HANG_MS)).start()
@@ -158,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = CheckOptions(timeout_s=10)
     try:
-        for n in range(args.monitors):  # all on the host the job will crowd: the worst case
-            url = f"http://{HOSTS[0]}:{target.port}/delay/0?m={n}"
+        for n in range(args.monitors):  # by default all on one host the job crowds: the worst
+            url = f"http://{HOSTS[n % args.monitor_hosts]}:{target.port}/delay/0?m={n}"
             scheduler.put(
                 Scheduled(n, f"monitor-{n}", args.interval, 1, url, options, httpx.URL(url))
             )
@@ -192,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         target.stop()
 
     print(
-        f"{args.monitors} monitors at {args.interval:g} s on {HOSTS[0]}; workers {args.workers}"
+        f"{args.monitors} monitors at {args.interval:g} s on {args.monitor_hosts} host(s);"
+        f" workers {args.workers}"
         f" (+{args.monitor_workers} for monitors), {args.max_per_host} per host"
         f" (+{args.monitor_slots}); job: {args.job_urls} URLs hanging {args.job_timeout:g} s"
         f" over {len(HOSTS)} hosts; {args.phase:g} s per phase"

@@ -29,14 +29,19 @@ def slot_after(t: float, interval_s: float, offset: float) -> float:
     return due
 
 
+# A restart's overdue checks are spread over this long (or the interval, if shorter).
+CATCH_UP_S = 30.0
+
+
 def first_due(now: float, interval_s: float, offset: float, stored: float | None) -> float:
     """The due time of a monitor the scheduler takes on: the stored one (the database's
     next_due_at) while it is plausible, else the next grid time after now."""
     if stored is None:
         return slot_after(now, interval_s, offset)
-    if stored < now - interval_s:
-        # Overdue after a restart: one check soon, not one per interval missed.
-        return now
+    if stored < now:
+        # Overdue after a restart: one check soon, not one per interval missed, and not all
+        # monitors at once: each at its own place in the catch-up window.
+        return now + offset / interval_s * min(interval_s, CATCH_UP_S)
     if stored > now + interval_s:
         # Stored under a longer interval than the monitor has now.
         return slot_after(now, interval_s, offset)

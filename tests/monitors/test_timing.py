@@ -7,7 +7,14 @@ import itertools
 
 import pytest
 
-from app.monitors.timing import LagWindow, first_due, offset_s, slot_after, summarise
+from app.monitors.timing import (
+    CATCH_UP_S,
+    LagWindow,
+    first_due,
+    offset_s,
+    slot_after,
+    summarise,
+)
 
 NOW = 1_796_000_000.0  # an epoch time in 2026
 
@@ -50,12 +57,22 @@ def test_a_new_monitor_is_due_at_its_next_slot_within_one_interval() -> None:
 
 def test_a_stored_due_time_is_kept_when_plausible() -> None:
     offset = offset_s("kept", 60.0)
-    for stored in (NOW - 59.0, NOW, NOW + 59.0):
+    for stored in (NOW, NOW + 1.0, NOW + 59.0):
         assert first_due(NOW, 60.0, offset, stored) == stored
 
 
-def test_a_monitor_overdue_by_more_than_an_interval_runs_once_now() -> None:
-    assert first_due(NOW, 60.0, offset_s("late", 60.0), NOW - 3600.0) == NOW
+def test_overdue_monitors_run_once_soon_spread_over_the_catch_up_window() -> None:
+    # After a restart: whether one interval or a hundred were missed, one check each, within
+    # CATCH_UP_S (or the interval, if shorter), at each monitor's own place in that window.
+    dues = [
+        first_due(NOW, 3600.0, offset_s(f"late-{n}", 3600.0), NOW - missed)
+        for n in range(100)
+        for missed in (1.0, 360_000.0)
+    ]
+    assert all(NOW <= due < NOW + CATCH_UP_S for due in dues)
+    assert {int((due - NOW) // (CATCH_UP_S / 10)) for due in dues} == set(range(10))
+    short = first_due(NOW, 5.0, offset_s("short", 5.0), NOW - 60.0)
+    assert NOW <= short < NOW + 5.0
 
 
 def test_a_stored_due_time_beyond_one_interval_is_pulled_in_to_the_next_slot() -> None:
