@@ -2,7 +2,7 @@
 
 The due times live in the database (monitors.next_due_at, saved through `save_due`); here they
 are a cache, a heap (see DueHeap) the thread sleeps on with `Event.wait` until the earliest is
-due, so a thousand idle monitors cost nothing between checks. `put` and `remove` wake it.
+due, so a thousand idle monitors cost nothing between checks; `put` wakes it.
 
 Due times sit on each monitor's grid (see timing.py): start to start, spread by slug. A monitor
 never overlaps itself: a check (scheduled or manual) still going at the next due time makes
@@ -96,9 +96,10 @@ class MonitorScheduler:
 
     # --- the schedule ---------------------------------------------------------------------
     def put(self, monitor: Scheduled, due_at: datetime | None = None) -> None:
-        """Add or change a monitor. A changed interval reschedules from now; otherwise an
-        existing monitor keeps its due time, and a new one takes `due_at` (the database's)
-        while plausible (see timing.first_due)."""
+        """Add or change a monitor. A changed interval reschedules from now (its next grid
+        time); otherwise a monitor already here keeps its due time. A new one takes `due_at`
+        (the database's next_due_at) when it is within one interval ahead; overdue, it runs
+        once soon (see timing.first_due). `save_due` hears of every due time set here."""
         now = self._clock()
         offset = offset_s(monitor.slug, monitor.interval_s)
         with self._lock:
