@@ -41,7 +41,7 @@ class Services:
             destination_policy(settings),
             shared_resolver(settings, resolver),
             ca_bundle=settings.ca_bundle,
-            max_idle_clients=2 * settings.workers,
+            max_idle_clients=2 * (settings.workers + settings.monitor_workers),
         )
         stopping = threading.Event()
         retry = RetryPolicy(base_s=settings.retry_backoff_s, max_delay_s=settings.retry_max_delay_s)
@@ -52,6 +52,8 @@ class Services:
             max_queued=settings.max_queued_checks,
             max_per_host=settings.max_connections_per_host,
             min_host_interval_s=settings.min_host_interval_s,
+            monitor_workers=settings.monitor_workers,
+            monitor_slots_per_host=settings.monitor_slots_per_host,
         )
         coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s, stopping)
         return cls(settings, storage, http, dispatcher, coordinator)

@@ -5,6 +5,8 @@ job's futures and hands each result to the store, so fast URLs are recorded (and
 before slow ones. A check reaches the process-wide ``ThreadPoolExecutor`` only when its host
 has a free slot (see HostGate), so waiting for a busy host never holds a worker. Admission is
 bounded: checks accepted but not finished never exceed ``max_queued`` (see CheckLedger).
+Monitor checks are the exception: they have workers and per-host slots of their own, go first,
+and are never refused for load (see HostGate's reserved lane), so no job delays them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from app.store.base import JobNotFound, ResultsStore, StoredResult
 
 _SHUT_DOWN_FIRST = "the service shut down before this check started"
 _INTERRUPTED = "still running when the service shut down"
+MONITOR_OWNER = "monitors"  # their DNS share (dnscache), apart from jobs' and the sync API's
 
 
 @dataclass(slots=True, eq=False)
@@ -48,6 +51,7 @@ class _Check:
     future: Future[CheckResult | StoredResult]
     started: bool = False  # kept by the CheckLedger, under its lock
     released: bool = False
+    reserved: bool = False  # a monitor check: on the reserved capacity
 
 
 class Dispatcher:
@@ -59,14 +63,22 @@ class Dispatcher:
         max_queued: int,
         max_per_host: int = 8,
         min_host_interval_s: float = 0.0,
+        monitor_workers: int = 0,
+        monitor_slots_per_host: int = 0,
     ) -> None:
         self._store = store
         self._checker = checker
         self.workers = workers
         self._ledger = CheckLedger(max_queued)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
+        # One pool: a monitor check may run on any free worker, and the reserve is only
+        # ever the difference between two bounds of the gate.
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers + monitor_workers, thread_name_prefix="check"
+        )
         self._lock = threading.Lock()
-        self._gate: HostGate[_Check] = HostGate(max_per_host, workers, min_host_interval_s)
+        self._gate: HostGate[_Check] = HostGate(
+            max_per_host, workers, min_host_interval_s, monitor_workers, monitor_slots_per_host
+        )
         self._running = 0  # workers busy with a check (the limiter's load)
         self._jobs: dict[str, list[_Check]] = {}
         self._sync: set[_Check] = set()
@@ -117,7 +129,20 @@ class Dispatcher:
     ) -> list[Future[CheckResult]]:
         """Checks outside any job (the synchronous API); the caller waits on the futures."""
         self._ledger.admit(len(urls))
-        checks = self._checks(None, urls, options, parsed)
+        return self._start_unowned(self._checks(None, urls, options, parsed))
+
+    def check_monitor(
+        self, url: str, options: CheckOptions, parsed: httpx.URL | None = None
+    ) -> Future[CheckResult]:
+        """One monitor check on the reserved capacity. Never Overloaded: monitors are few
+        and periodic, and a monitor refused under a job's load is what this exists to avoid.
+        Raises ShuttingDown once stopping."""
+        self._ledger.admit(1, reserved=True)
+        [check] = self._checks(None, [url], options, None if parsed is None else [parsed])
+        check.reserved = True
+        return self._start_unowned([check])[0]
+
+    def _start_unowned(self, checks: list[_Check]) -> list[Future[CheckResult]]:
         with self._lock:
             self._sync.update(checks)
         for check in checks:
@@ -148,7 +173,7 @@ class Dispatcher:
         now = time.monotonic()
         with self._lock:
             gate = self._gate
-            runnable = [check for check in checks if gate.admit(check.host, check, now)]
+            runnable = [c for c in checks if gate.admit(c.host, c, now, reserved=c.reserved)]
         for check in runnable:
             self._submit(check)
         if self._pacer is not None and len(runnable) < len(checks):
@@ -198,7 +223,8 @@ class Dispatcher:
             if check.job_id is not None and check.job_id not in self._started:
                 self._started.add(check.job_id)  # a racing duplicate call is harmless
                 self._store.mark_started(check.job_id)
-            with lookup_owner(check.job_id or SYNC_OWNER):  # one job's DNS share (dnscache)
+            owner = MONITOR_OWNER if check.reserved else check.job_id or SYNC_OWNER
+            with lookup_owner(owner):  # one job's DNS share (dnscache)
                 result = self._checker.check(check.url, check.options, check.parsed)
             if self._interrupting and not result.ok:
                 # Its connection was aborted at shutdown: the target is not to blame.
@@ -334,8 +360,8 @@ class Dispatcher:
         return self._ledger.idle()
 
     def set_limit(self, limit: int) -> None:
-        """Bound the checks running at once (at most the workers); raising it starts waiting
-        checks at once."""
+        """Bound the checks running at once (at most the workers; monitor checks' reserve is
+        not bounded by it); raising it starts waiting checks at once."""
         limit = max(1, min(limit, self.workers))
         with self._lock:
             startable = self._gate.set_max_total(limit, time.monotonic())

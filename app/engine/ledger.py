@@ -37,6 +37,7 @@ class Counted(Protocol):
 
     started: bool
     released: bool
+    reserved: bool  # admitted outside the limit (a monitor check)
 
 
 class CheckLedger:
@@ -45,19 +46,24 @@ class CheckLedger:
         self._lock = threading.Lock()
         self._accepting = True
         self._pending = 0  # admitted and not released: waiting, queued, or running
+        self._reserved = 0  # of those, admitted outside the limit
         self._started = 0  # started and not released
         self._checked = 0
         self._drained = threading.Event()
         self._drained.set()
 
-    def admit(self, count: int) -> None:
-        """Count `count` new checks in, all or none; raises ShuttingDown or Overloaded."""
+    def admit(self, count: int, reserved: bool = False) -> None:
+        """Count `count` new checks in, all or none; raises ShuttingDown or Overloaded.
+        `reserved` (monitor checks): outside the limit, neither bound by it nor taking from
+        it, but counted, so they drain like any other."""
         with self._lock:
             if not self._accepting:
                 raise ShuttingDown("the service is shutting down")
-            if self._pending + count > self._max_queued:
-                raise Overloaded(self._pending, self._max_queued, count)
+            bounded = self._pending - self._reserved
+            if not reserved and bounded + count > self._max_queued:
+                raise Overloaded(bounded, self._max_queued, count)
             self._pending += count
+            self._reserved += count if reserved else 0
             if count:
                 self._drained.clear()
 
@@ -88,6 +94,7 @@ class CheckLedger:
                 return False
             check.released = True
             self._pending -= 1
+            self._reserved -= check.reserved
             self._started -= check.started
             self._checked += checked
             if self._pending == 0:

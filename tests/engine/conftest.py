@@ -36,6 +36,8 @@ def engine_factory() -> Iterator[Callable[..., Engine]]:
         max_queued: int = 1000,
         max_per_host: int = 8,
         min_host_interval_s: float = 0.0,
+        monitor_workers: int = 0,
+        monitor_slots_per_host: int = 0,
     ) -> Engine:
         store = MemoryStore(max_jobs=100, max_age_s=3600)
         http = make_http()
@@ -46,6 +48,8 @@ def engine_factory() -> Iterator[Callable[..., Engine]]:
             max_queued=max_queued,
             max_per_host=max_per_host,
             min_host_interval_s=min_host_interval_s,
+            monitor_workers=monitor_workers,
+            monitor_slots_per_host=monitor_slots_per_host,
         )
         engine = Engine(store, http, dispatcher, CheckOptions(timeout_s=30))
         built.append(engine)

@@ -9,7 +9,8 @@ from app.engine.hosts import HostGate
 
 def gate_state(gate: HostGate[str]) -> tuple[dict[str, int], dict[str, object], dict[str, float]]:
     # Private attributes, read on purpose: the bookkeeping must not outlive a host's work.
-    return gate._active, dict(gate._waiting), gate._not_before
+    waiting = {**gate._waiting, **gate._reserved.waiting}
+    return gate._active, waiting, gate._not_before
 
 
 # --- slots ----------------------------------------------------------------------------------
@@ -256,3 +257,76 @@ def test_raising_the_bound_on_running_items_starts_waiting_ones_at_once() -> Non
     # Lowering it stops nothing that runs; it only holds back what would start next.
     assert gate.set_max_total(1, now=0.0) == []
     assert gate.release("a.test", now=0.0) is None
+
+
+# --- reserved capacity: items that may use slots and workers the others may not --------------
+
+
+def reserved_gate(**bounds: int) -> HostGate[str]:
+    return HostGate(
+        max_per_host=bounds.get("max_per_host", 1),
+        max_total=bounds.get("max_total", 2),
+        reserved_total=bounds.get("reserved_total", 1),
+        reserved_per_host=bounds.get("reserved_per_host", 1),
+    )
+
+
+def test_a_reserved_item_starts_on_a_host_whose_ordinary_slots_are_all_taken() -> None:
+    gate = reserved_gate(max_per_host=1, reserved_per_host=1)
+    assert gate.admit("a.test", "job1", now=0.0)
+    assert not gate.admit("a.test", "job2", now=0.0)
+    assert gate.admit("a.test", "monitor1", now=0.0, reserved=True)
+    # The host's reserved slot is taken too: the next reserved item waits.
+    assert not gate.admit("a.test", "monitor2", now=0.0, reserved=True)
+    assert gate.active("a.test") == 2
+
+
+def test_a_reserved_item_starts_when_every_ordinary_worker_is_taken() -> None:
+    gate = reserved_gate(max_per_host=8, max_total=2, reserved_total=1)
+    assert gate.admit("a.test", "job1", now=0.0)
+    assert gate.admit("b.test", "job2", now=0.0)
+    assert not gate.admit("c.test", "job3", now=0.0)
+    assert gate.admit("c.test", "monitor1", now=0.0, reserved=True)
+    assert not gate.admit("d.test", "monitor2", now=0.0, reserved=True)
+
+
+def test_ordinary_items_count_reserved_ones_running_against_their_own_bounds() -> None:
+    # Reserved items may use ordinary capacity too; what they hold, ordinary items wait for,
+    # so the reserve above the ordinary bounds is free whenever a reserved item comes.
+    gate = reserved_gate(max_per_host=1, max_total=2, reserved_total=1, reserved_per_host=1)
+    assert gate.admit("a.test", "monitor1", now=0.0, reserved=True)
+    assert not gate.admit("a.test", "job1", now=0.0)
+    assert gate.admit("a.test", "monitor2", now=0.0, reserved=True)
+    assert gate.release("a.test", now=0.0) is None  # a.test still holds 1 = max_per_host
+    assert gate.release("a.test", now=0.0) == "job1"
+
+
+def test_a_freed_slot_goes_to_a_waiting_reserved_item_before_waiting_ordinary_ones() -> None:
+    gate = reserved_gate(max_per_host=1, max_total=8, reserved_total=0, reserved_per_host=0)
+    assert gate.admit("a.test", "job1", now=0.0)
+    assert not gate.admit("a.test", "job2", now=0.0)
+    assert not gate.admit("a.test", "monitor1", now=0.0, reserved=True)
+    assert gate.release("a.test", now=0.0) == "monitor1"
+    assert gate.release("a.test", now=0.0) == "job2"
+
+
+def test_lowering_the_ordinary_bound_leaves_the_reserve_to_reserved_items() -> None:
+    gate = reserved_gate(max_per_host=8, max_total=4, reserved_total=2)
+    assert gate.admit("a.test", "job1", now=0.0)
+    assert gate.set_max_total(1, now=0.0) == []
+    assert not gate.admit("b.test", "job2", now=0.0)
+    # The reserved bound stays the ordinary ceiling plus the reserve: 4 + 2.
+    assert all(gate.admit(f"m{n}.test", f"m{n}", now=0.0, reserved=True) for n in range(5))
+    assert not gate.admit("m5.test", "m5", now=0.0, reserved=True)
+
+
+def test_purge_and_waiting_cover_reserved_items() -> None:
+    gate = reserved_gate(max_per_host=1, reserved_per_host=0)
+    assert gate.admit("a.test", "job1", now=0.0)
+    assert not gate.admit("a.test", "monitor1", now=0.0, reserved=True)
+    assert not gate.admit("a.test", "job2", now=0.0)
+    assert gate.waiting() == 2
+    assert gate.purge(lambda item: item == "monitor1") == ["monitor1"]
+    assert gate.release("a.test", now=0.0) == "job2"
+    assert gate.release("a.test", now=0.0) is None
+    assert gate_state(gate) == ({}, {}, {})
