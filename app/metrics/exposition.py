@@ -28,7 +28,7 @@ def label_pairs(**labels: str) -> str:
 
 
 def number(value: float) -> str:
-    return floatToGoString(value)
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
 def public_url(url: str) -> str:
