@@ -3,16 +3,15 @@
 prometheus_client builds a sample object per series and formats each on every scrape; for
 ~150,000 monitor series that is the whole cost of a scrape (see bench/metrics_scrape.py), so
 these families are rendered here, once per change of a monitor, and joined per scrape. The
-escaping and number formatting follow the format's rules (and prometheus_client's own
-helper for numbers), and the tests read the output back with prometheus_client's parser.
+escaping and number formatting follow the format's rules, and the tests read the output
+back with prometheus_client's parser.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from prometheus_client.utils import floatToGoString
 
 
 def escape(value: str) -> str:
@@ -28,7 +27,12 @@ def label_pairs(**labels: str) -> str:
 
 
 def number(value: float) -> str:
-    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+    """A sample value: Python's shortest round-trip form, which Prometheus parses (Go would
+    write 1.8e+09 where this writes 1800000000.0: the same number)."""
+    value = float(value)
+    if math.isfinite(value):
+        return repr(value)
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def public_url(url: str) -> str:

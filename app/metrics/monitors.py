@@ -9,7 +9,7 @@ concurrent scrapes each build a new cache and the last one kept wins.
 
 What a monitor shows:
 - checked and not paused: blackbox_exporter's probe_* series of its last result (app/metrics/
-  probes.py), its last check's time, and its state;
+  probes.py), when that check started, and its state;
 - paused: its state (`paused`) only. Its last result is old news, and without probe series
   Prometheus marks them stale, so alerts on them resolve rather than fire on a monitor
   nobody is checking;
@@ -23,21 +23,19 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, type_coerce
+from sqlalchemy.types import NullType
 
 from app.db.schema import monitors
-from app.metrics.exposition import Family, label_pairs, public_url
+from app.metrics.exposition import Family, label_pairs, number, public_url
 from app.metrics.probes import MONITOR_FAMILIES, Samples, probe_samples
 
 log = logging.getLogger("urlhealth.metrics")
 
-STATES = Family(
-    "urlhealth_monitors", "gauge", "Monitors by state (paused counted as paused)."
-)
+STATES = Family("urlhealth_monitors", "gauge", "Monitors by state (paused counted as paused).")
 STATE = Family(
     "urlhealth_monitor_state",
     "gauge",
@@ -50,9 +48,14 @@ LAST_CHECK = Family(
 )
 FAMILIES = (STATE, LAST_CHECK, *MONITOR_FAMILIES)
 ALL_STATES = ("unknown", "up", "degraded", "down", "paused")
+# A row of _ROWS: (id, slug, group_name, url, paused, state, raw last_checked_at).
+Row = tuple[int, str, str | None, str, bool, str, Any]
 # Stored results read per statement (bounded by SQLite's and PostgreSQL's parameter limits).
 CHUNK = 500
 
+# last_checked_at raw, as the driver gives it: only compared, to see which results changed
+# (the time shown is the result's own `checked_at`), so it is never converted.
+_CHANGED = type_coerce(monitors.c.last_checked_at, NullType()).label("changed")
 _ROWS = select(
     monitors.c.id,
     monitors.c.slug,
@@ -60,15 +63,19 @@ _ROWS = select(
     monitors.c.url,
     monitors.c.paused,
     monitors.c.state,
-    monitors.c.last_checked_at,
+    _CHANGED,
 ).order_by(monitors.c.id)
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    key: tuple[Any, ...]  # (slug, group, url, paused, state, last_checked_at): the lines'
-    checked_at: datetime | None  # the parsed result's
-    samples: Samples | None
+class _Entry(NamedTuple):
+    """A monitor's rendered lines and what they were rendered from. Only strings, bytes and
+    the raw timestamp: a tuple of those the cyclic collector stops tracking, so 10,000 of
+    them cost a full collection nothing."""
+
+    names: tuple[str, str | None, str]  # (slug, group, url)
+    labels: str
+    changed: Any  # the raw last_checked_at of the result shown; None: none shown
+    state: str  # as shown: paused, or the row's state
     lines: tuple[bytes, ...]  # one chunk per family of FAMILIES
 
 
@@ -81,29 +88,29 @@ class MonitorFamilies:
     def render(self) -> bytes:
         previous = self._entries
         with self._engine.connect() as connection:
-            rows = connection.execute(_ROWS).all()
-            stale = [row.id for row in rows if _needs_result(row, previous.get(row.id))]
+            rows = connection.execute(_ROWS).tuples().all()
+            stale = [row[0] for row in rows if _needs_result(row, previous.get(row[0]))]
             results = self._results(connection, stale)
         entries: dict[int, _Entry] = {}
         counts: Counter[str] = Counter()
         for row in rows:
-            entry = self._entry(row, previous.get(row.id), results.get(row.id))
-            entries[row.id] = entry
-            counts["paused" if row.paused else row.state] += 1
+            entry = _entry(row, previous.get(row[0]), results.get(row[0]))
+            entries[row[0]] = entry
+            counts[entry.state] += 1
         self._entries = entries
         return _join(entries.values(), counts)
 
     def _results(
         self, connection: Connection, ids: Sequence[int]
-    ) -> dict[int, tuple[datetime | None, Samples | None]]:
-        """The stored results of `ids`, parsed, with the time they are from."""
-        parsed: dict[int, tuple[datetime | None, Samples | None]] = {}
+    ) -> dict[int, tuple[Any, Samples | None]]:
+        """The stored results of `ids`, parsed, with the raw last_checked_at they are of."""
+        parsed: dict[int, tuple[Any, Samples | None]] = {}
         for start in range(0, len(ids), CHUNK):
-            statement = select(
-                monitors.c.id, monitors.c.last_checked_at, monitors.c.last_result
-            ).where(monitors.c.id.in_(ids[start : start + CHUNK]))
-            for row in connection.execute(statement):
-                parsed[row.id] = (row.last_checked_at, self._parse(row.id, row.last_result))
+            statement = select(monitors.c.id, _CHANGED, monitors.c.last_result).where(
+                monitors.c.id.in_(ids[start : start + CHUNK])
+            )
+            for monitor_id, changed, stored in connection.execute(statement).tuples():
+                parsed[monitor_id] = (changed, self._parse(monitor_id, stored))
         return parsed
 
     def _parse(self, monitor_id: int, stored: bytes | None) -> Samples | None:
@@ -112,46 +119,61 @@ class MonitorFamilies:
         self.parsed += 1
         try:
             result = json.loads(stored)
-            return probe_samples(result, blackbox_extras=False)
-        except (ValueError, TypeError, AttributeError):
+            samples = probe_samples(result, blackbox_extras=False)
+            checked_at = datetime.fromisoformat(result["checked_at"]).timestamp()
+        except (ValueError, TypeError, AttributeError, KeyError):
             log.warning("monitor %d: its stored last result is unreadable", monitor_id)
             return None
-
-    @staticmethod
-    def _entry(
-        row: Any, old: _Entry | None, fresh: tuple[datetime | None, Samples | None] | None
-    ) -> _Entry:
-        if fresh is not None:
-            checked_at, samples = fresh
-        elif old is not None and old.checked_at == row.last_checked_at:
-            checked_at, samples = old.checked_at, old.samples
-        else:  # paused or never checked: no result needed
-            checked_at, samples = row.last_checked_at, None
-        key = (row.slug, row.group_name, row.url, row.paused, row.state, checked_at)
-        if old is not None and old.key == key and old.samples is samples:
-            return old
-        return _Entry(key, checked_at, samples, _lines(row, checked_at, samples))
+        samples[LAST_CHECK.name] = [("", checked_at)]
+        return samples
 
 
-def _needs_result(row: Any, old: _Entry | None) -> bool:
-    if row.paused or row.last_checked_at is None:
+def _needs_result(row: Row, old: _Entry | None) -> bool:
+    """A result to show (checked, not paused) other than the one `old` shows, or labels
+    other than the ones its lines have."""
+    _, slug, group, url, paused, _, changed = row
+    if paused or changed is None:
         return False
-    return old is None or old.checked_at != row.last_checked_at
+    return old is None or old.changed != changed or old.names != (slug, group, url)
 
 
-def _lines(row: Any, checked_at: datetime | None, samples: Samples | None) -> tuple[bytes, ...]:
-    labels = label_pairs(monitor=row.slug, group=row.group_name or "", url=public_url(row.url))
-    state = "paused" if row.paused else row.state
-    lines = [STATE.sample(f'{labels},state="{state}"', 1.0)]
-    lines.append(LAST_CHECK.sample(labels, checked_at.timestamp()) if checked_at else b"")
-    for family in MONITOR_FAMILIES:
-        found = samples.get(family.name, ()) if samples and not row.paused else ()
-        lines.append(
-            b"".join(
-                family.sample(f"{labels},{extra}" if extra else labels, value)
-                for extra, value in found
-            )
+def _entry(row: Row, old: _Entry | None, fresh: tuple[Any, Samples | None] | None) -> _Entry:
+    _, slug, group, url, paused, state, changed = row
+    names = (slug, group, url)
+    shown = "paused" if paused else state
+    if fresh is None and old is not None and old.names == names:
+        if not paused and changed is not None:  # the result shown is still the last one
+            if old.state == shown:
+                return old
+            return old._replace(state=shown, lines=(_state_line(old.labels, shown), *old.lines[1:]))
+        if old.changed is None and old.state == shown:
+            return old
+    if old is not None and old.names == names:
+        labels = old.labels
+    else:
+        labels = label_pairs(monitor=slug, group=group or "", url=public_url(url))
+    changed, samples = fresh if fresh is not None else (None, None)
+    return _Entry(names, labels, changed, shown, _lines(labels, shown, samples))
+
+
+def _state_line(labels: str, state: str) -> bytes:
+    return f'{STATE.name}{{{labels},state="{state}"}} 1.0\n'.encode()
+
+
+def _lines(labels: str, state: str, samples: Samples | None) -> tuple[bytes, ...]:
+    lines = [_state_line(labels, state)]
+    for family in FAMILIES[1:]:
+        found = samples.get(family.name) if samples else None
+        if not found:
+            lines.append(b"")
+            continue
+        text = "".join(
+            f"{family.name}{{{labels},{extra}}} {number(value)}\n"
+            if extra
+            else f"{family.name}{{{labels}}} {number(value)}\n"
+            for extra, value in found
         )
+        lines.append(text.encode())
     return tuple(lines)
 
 

@@ -24,9 +24,7 @@ DURATION = Family(
     "probe_duration_seconds", "gauge", "Returns how long the probe took to complete in seconds"
 )
 STATUS = Family("probe_http_status_code", "gauge", "Response HTTP status code")
-VERSION = Family(
-    "probe_http_version", "gauge", "Returns the version of HTTP of the probe response"
-)
+VERSION = Family("probe_http_version", "gauge", "Returns the version of HTTP of the probe response")
 REDIRECTS = Family("probe_http_redirects", "gauge", "The number of redirects")
 SSL = Family("probe_http_ssl", "gauge", "Indicates if SSL was used for the final redirect")
 PHASES = Family(
@@ -44,9 +42,7 @@ DNS = Family(
 IP_PROTOCOL = Family(
     "probe_ip_protocol", "gauge", "Specifies whether probe ip protocol is IP4 or IP6"
 )
-REGEX = Family(
-    "probe_failed_due_to_regex", "gauge", "Indicates if probe failed due to regex"
-)
+REGEX = Family("probe_failed_due_to_regex", "gauge", "Indicates if probe failed due to regex")
 
 MONITOR_FAMILIES = (SUCCESS, DURATION, STATUS, VERSION, REDIRECTS, SSL, PHASES, CERT_EXPIRY)
 PROBE_FAMILIES = (*MONITOR_FAMILIES, DNS, IP_PROTOCOL, REGEX)
@@ -89,7 +85,7 @@ def probe_samples(result: Mapping[str, Any], blackbox_extras: bool) -> Samples:
 
 
 def http_version(text: str | None) -> float:
-    """"HTTP/1.1" -> 1.1, "HTTP/2" -> 2.0, as blackbox_exporter reports it; 0 without one."""
+    """ "HTTP/1.1" -> 1.1, "HTTP/2" -> 2.0, as blackbox_exporter reports it; 0 without one."""
     if not text:
         return 0.0
     try:

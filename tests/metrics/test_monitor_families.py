@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Connection, delete
@@ -71,7 +71,8 @@ def test_each_checked_monitor_has_blackbox_probe_series_labelled_monitor_group_u
         assert seen == timings[field] / 1000, phase
     assert of(series, "probe_ssl_earliest_cert_expiry", **shop) is None  # plain http
     assert of(series, "urlhealth_monitor_state", state="up", **shop) == 1.0
-    assert of(series, "urlhealth_monitor_last_check_timestamp_seconds", **shop) == T0.timestamp()
+    started = datetime.fromisoformat(json.loads(ok)["checked_at"]).timestamp()
+    assert of(series, "urlhealth_monitor_last_check_timestamp_seconds", **shop) == started
 
     api = {"monitor": "api", "group": ""}
     assert of(series, "probe_success", **api) == 0.0
@@ -122,13 +123,17 @@ def test_a_scrape_parses_only_the_results_that_changed_since_the_last_one(
     update_monitor(
         writer, 3, last_result=checked("/status/500"), last_checked_at=T0 + timedelta(minutes=1)
     )
-    update_monitor(writer, 4, slug="renamed")  # a label change alone needs no parse
+    update_monitor(writer, 4, state="down")  # a state change alone needs no parse
+    update_monitor(writer, 5, slug="renamed")  # new labels: its lines are made again
     series = scrape(families)
 
-    assert families.parsed == 6
+    assert families.parsed == 7
     assert of(series, "probe_success", monitor="monitor-3") == 0.0
+    assert of(series, "urlhealth_monitor_state", monitor="monitor-4", state="down") == 1.0
+    assert of(series, "urlhealth_monitor_state", monitor="monitor-4", state="unknown") is None
+    assert of(series, "probe_success", monitor="monitor-4") == 1.0
     assert of(series, "probe_success", monitor="renamed") == 1.0
-    assert of(series, "probe_success", monitor="monitor-4") is None
+    assert of(series, "probe_success", monitor="monitor-5") is None
 
 
 def test_deleted_monitors_leave_the_output(
@@ -158,3 +163,19 @@ def test_an_unreadable_stored_result_gives_no_probe_series_and_no_error(
 
     assert of(series, "probe_success", monitor="monitor-1") is None
     assert of(series, "urlhealth_monitor_state", monitor="monitor-1", state="up") == 1.0
+
+
+def test_a_paused_monitor_resumed_shows_its_probe_series_again(
+    database: Database, writer: Writer, checked: Callable[..., bytes], target: ThreadedUvicorn
+) -> None:
+    insert_monitors(writer, [monitor_row(1, f"{target.url}/", checked("/status/200"))])
+    families = MonitorFamilies(database.engine)
+    assert of(scrape(families), "probe_success", monitor="monitor-1") == 1.0
+
+    update_monitor(writer, 1, paused=True)
+    assert of(scrape(families), "probe_success", monitor="monitor-1") is None
+    update_monitor(writer, 1, paused=False)
+    series = scrape(families)
+
+    assert of(series, "probe_success", monitor="monitor-1") == 1.0
+    assert of(series, "urlhealth_monitor_state", monitor="monitor-1", state="unknown") == 1.0

@@ -63,5 +63,3 @@ def update_monitor(writer: Writer, monitor_id: int, timeout: float = 30, **value
         connection.execute(update(monitors).where(monitors.c.id == monitor_id).values(**values))
 
     writer.submit(write).result(timeout)
-
-
