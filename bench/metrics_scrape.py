@@ -131,9 +131,12 @@ def seed(writer: Writer, count: int, base: CheckResult) -> None:
                 "last_result": last,
             }
         )
-    for start in range(0, count, 1000):
-        chunk = rows[start : start + 1000]
-        writer.submit(lambda c, chunk=chunk: c.execute(insert(monitors), chunk)).result(120)
+
+    def write(connection: Connection) -> None:
+        for start in range(0, count, 1000):
+            connection.execute(insert(monitors), rows[start : start + 1000])
+
+    writer.submit(write).result(300)
 
 
 def touch(writer: Writer, ids: list[int], at: datetime) -> None:
