@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
@@ -20,6 +23,7 @@ from tests.support.api import submit
 from tests.support.destination import guard
 from tests.support.monitor_rows import insert_monitors, monitor_row
 from tests.support.servers import RawServer, ThreadedUvicorn
+from tests.support.tls import ca_bundle, https_url, leaf_pem, tls_server
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ServiceFactory = Callable[..., RunningService]
@@ -146,6 +150,23 @@ def test_probe_answers_like_blackbox_exporter_for_a_healthy_and_a_failing_target
     assert phases == {"resolve", "connect", "tls", "processing", "transfer"}
     assert bad[("probe_success", frozenset())] == 0.0
     assert bad[("probe_http_status_code", frozenset())] == 500.0
+
+
+def test_probe_of_an_https_target_reports_its_certificate_expiry(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    not_after = (datetime.now(UTC) + timedelta(days=40)).replace(microsecond=0)
+    pem = leaf_pem(ca, tmp_path / "server.pem", "127.0.0.1", not_after=not_after)
+    svc = service_factory(ca_bundle=ca_bundle(ca, tmp_path))
+    with tls_server(pem) as server:
+        response = probe(svc, target=https_url(server, "/status/200"))
+
+    series = parse(response)
+    assert series[("probe_success", frozenset())] == 1.0
+    assert series[("probe_http_ssl", frozenset())] == 1.0
+    assert series[("probe_ssl_earliest_cert_expiry", frozenset())] == not_after.timestamp()
+    assert series[("probe_http_duration_seconds", frozenset({("phase", "tls")}))] > 0
 
 
 def test_a_prometheus_multi_target_scrape_of_host_and_port_works(
