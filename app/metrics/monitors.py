@@ -90,7 +90,12 @@ class MonitorFamilies:
         with self._engine.connect() as connection:
             rows = connection.execute(_ROWS).tuples().all()
             stale = [row[0] for row in rows if _needs_result(row, previous.get(row[0]))]
-            results = self._results(connection, stale)
+            stored = _stored_results(connection, stale)
+        # Parsed once the read transaction is over: it stays as short as the reads.
+        results = {
+            monitor_id: (changed, self._parse(monitor_id, blob))
+            for monitor_id, (changed, blob) in stored.items()
+        }
         entries: dict[int, _Entry] = {}
         counts: Counter[str] = Counter()
         for row in rows:
@@ -99,19 +104,6 @@ class MonitorFamilies:
             counts[entry.state] += 1
         self._entries = entries
         return _join(entries.values(), counts)
-
-    def _results(
-        self, connection: Connection, ids: Sequence[int]
-    ) -> dict[int, tuple[Any, Samples | None]]:
-        """The stored results of `ids`, parsed, with the raw last_checked_at they are of."""
-        parsed: dict[int, tuple[Any, Samples | None]] = {}
-        for start in range(0, len(ids), CHUNK):
-            statement = select(monitors.c.id, _CHANGED, monitors.c.last_result).where(
-                monitors.c.id.in_(ids[start : start + CHUNK])
-            )
-            for monitor_id, changed, stored in connection.execute(statement).tuples():
-                parsed[monitor_id] = (changed, self._parse(monitor_id, stored))
-        return parsed
 
     def _parse(self, monitor_id: int, stored: bytes | None) -> Samples | None:
         if stored is None:
@@ -126,6 +118,20 @@ class MonitorFamilies:
             return None
         samples[LAST_CHECK.name] = [("", checked_at)]
         return samples
+
+
+def _stored_results(
+    connection: Connection, ids: Sequence[int]
+) -> dict[int, tuple[Any, bytes | None]]:
+    """The stored results of `ids`, with the raw last_checked_at they are of."""
+    found: dict[int, tuple[Any, bytes | None]] = {}
+    for start in range(0, len(ids), CHUNK):
+        statement = select(monitors.c.id, _CHANGED, monitors.c.last_result).where(
+            monitors.c.id.in_(ids[start : start + CHUNK])
+        )
+        for monitor_id, changed, stored in connection.execute(statement).tuples():
+            found[monitor_id] = (changed, stored)
+    return found
 
 
 def _needs_result(row: Row, old: _Entry | None) -> bool:
