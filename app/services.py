@@ -17,6 +17,8 @@ from app.engine.policy import DestinationPolicy, IPAddress, parse_networks
 from app.engine.resolver import Resolver, SystemResolver
 from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
+from app.metrics.exporter import Metrics
+from app.metrics.probe import Prober
 from app.store.durable import DurableStore
 from app.store.storage import Storage
 
@@ -28,6 +30,8 @@ class Services:
     http: HttpLayer
     dispatcher: Dispatcher
     coordinator: ShutdownCoordinator
+    metrics: Metrics
+    prober: Prober
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -56,7 +60,16 @@ class Services:
             monitor_slots_per_host=settings.monitor_slots_per_host,
         )
         coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s, stopping)
-        return cls(settings, storage, http, dispatcher, coordinator)
+        # The monitors' scheduler passes `scheduler_stats=scheduler.stats`, the monitors
+        # file its `[modules.<name>]` to the Prober, the alerts issue `alerts=`.
+        metrics = Metrics(
+            storage.database.engine,
+            dispatcher,
+            storage.writer,
+            max_queued=settings.max_queued_checks,
+        )
+        prober = Prober(settings)
+        return cls(settings, storage, http, dispatcher, coordinator, metrics, prober)
 
     @property
     def store(self) -> DurableStore:

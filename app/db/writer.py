@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Table
 
 from app.db.batch import Item, Row, Write, apply
+from app.db.durations import Durations, DurationsSnapshot
 from app.db.engine import Database
 from app.db.faults import describe, is_outage
 
@@ -106,6 +107,7 @@ class Writer:
         self._held: list[Item] | None = None  # the batch in hand (writer thread only)
         self._last_error: str | None = None
         self._away_since = 0.0
+        self._commits = Durations()  # each committed transaction, begin to commit (/metrics)
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
 
     def start(self) -> Writer:
@@ -142,6 +144,10 @@ class Writer:
         """Writes waiting in the queue: what stats().queued says, without building the rest
         (the store asks before every result it hands over)."""
         return max(0, self._queue.qsize() - (0 if self._accepting else 1))
+
+    def commit_durations(self) -> DurationsSnapshot:
+        """How long committed transactions took, begin to commit, as a histogram."""
+        return self._commits.snapshot()
 
     def stats(self) -> WriterStats:
         held, reason = self._held, self._last_error
@@ -292,6 +298,7 @@ class Writer:
         doubling up to retry_max_delay_s); raises a bad write's error, or _GivenUp."""
         delay = min(FIRST_RETRY_S, self._retry_max)
         while True:
+            started = time.perf_counter()
             try:
                 with self._database.write_engine.begin() as connection:
                     outcomes = apply(connection, items)
@@ -303,6 +310,7 @@ class Writer:
                     raise _GivenUp([]) from None
                 delay = min(delay * 2, self._retry_max)
                 continue
+            self._commits.observe(time.perf_counter() - started)
             if self._last_error is not None:
                 log.warning(
                     "database writes succeed again after %.1f s",

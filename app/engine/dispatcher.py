@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ class Dispatcher:
             max_per_host, workers, min_host_interval_s, monitor_workers, monitor_slots_per_host
         )
         self._running = 0  # workers busy with a check (the limiter's load)
+        # Checks run, by (outcome, error kind or ""): counted under the lock a worker takes
+        # anyway when its check ends (_next_in_slot), so /metrics costs the hot path nothing.
+        self._outcomes: Counter[tuple[str, str]] = Counter()
         self._jobs: dict[str, list[_Check]] = {}
         self._sync: set[_Check] = set()
         self._started: set[str] = set()  # jobs whose first check has started
@@ -205,17 +209,17 @@ class Dispatcher:
         queue would cost a submit per check for the same outcome."""
         check: _Check | None = first
         while check is not None:
-            ran = False
+            ran: tuple[str, str] | None = None
             try:
                 ran = self._run_one(check)
             finally:
                 check = self._next_in_slot(check, ran)
 
-    def _run_one(self, check: _Check) -> bool:
-        """Run `check` unless it was cancelled; True if it ran."""
+    def _run_one(self, check: _Check) -> tuple[str, str] | None:
+        """Run `check` unless it was cancelled; its (outcome, error kind or "") if it ran."""
         # A cancelled future becomes CANCELLED_AND_NOTIFIED here, which wakes as_completed.
         if not check.future.set_running_or_notify_cancel():
-            return False
+            return None
         with self._lock:
             self._running += 1
         self._ledger.start(check)
@@ -234,11 +238,13 @@ class Dispatcher:
             result = unfinished_result(check.url, ErrorKind.INTERNAL, message)
         check.parsed = None
         check.future.set_result(result if check.job_id is None else StoredResult.of(result))
-        return True
+        return result.outcome, result.error.kind.value if result.error is not None else ""
 
-    def _next_in_slot(self, check: _Check, ran: bool) -> _Check | None:
+    def _next_in_slot(self, check: _Check, ran: tuple[str, str] | None) -> _Check | None:
         with self._lock:
-            self._running -= ran
+            if ran is not None:
+                self._running -= 1
+                self._outcomes[ran] += 1
             successor = self._gate.release(check.host, time.monotonic())
         if successor is None and self._pacer is not None:
             self._pacer_wake.set()
@@ -246,7 +252,7 @@ class Dispatcher:
 
     def _finish_slot(self, check: _Check) -> None:
         """Free `check`'s slot from outside a worker: its successor goes through the pool."""
-        successor = self._next_in_slot(check, ran=False)
+        successor = self._next_in_slot(check, ran=None)
         if successor is not None:
             self._submit(successor)
 
@@ -372,3 +378,8 @@ class Dispatcher:
     def counters(self) -> tuple[int, int, int]:
         """(running, queued, checked since start)."""
         return self._ledger.counters()
+
+    def outcomes(self) -> dict[tuple[str, str], int]:
+        """Checks run since start by (outcome, error kind or ""); a copy."""
+        with self._lock:
+            return dict(self._outcomes)
