@@ -17,6 +17,9 @@ from app.engine.policy import DestinationPolicy, IPAddress, parse_networks
 from app.engine.resolver import Resolver, SystemResolver
 from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
+from app.monitors.placeholder import PlaceholderScheduler
+from app.monitors.repository import MonitorRepository
+from app.monitors.service import Monitors
 from app.store.durable import DurableStore
 from app.store.storage import Storage
 
@@ -28,6 +31,7 @@ class Services:
     http: HttpLayer
     dispatcher: Dispatcher
     coordinator: ShutdownCoordinator
+    monitors: Monitors
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -54,7 +58,12 @@ class Services:
             min_host_interval_s=settings.min_host_interval_s,
         )
         coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s, stopping)
-        return cls(settings, storage, http, dispatcher, coordinator)
+        # PLACEHOLDER until the monitor scheduler lands: schedules nothing (see its module).
+        scheduler = PlaceholderScheduler(dispatcher)
+        monitors = Monitors(
+            settings, MonitorRepository(storage.database, storage.writer), scheduler
+        )
+        return cls(settings, storage, http, dispatcher, coordinator, monitors)
 
     @property
     def store(self) -> DurableStore:
