@@ -3,6 +3,7 @@ delete, check now; secrets never read back; clashes 409, bad fields 422 naming t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,6 @@ def create(svc: RunningService, **fields: Any) -> dict[str, Any]:
 def patch(
     svc: RunningService, ref: Any, body: Any, content_type: str = "application/merge-patch+json"
 ) -> Any:
-    import json
-
     return svc.client.patch(
         f"/v1/monitors/{ref}", content=json.dumps(body), headers={"content-type": content_type}
     )
@@ -251,7 +250,8 @@ def test_the_list_filters_by_group_label_state_and_source(svc: RunningService) -
     assert names(source="api") == ["a", "b"]
     assert names(source="file") == []
     assert names(offset=1, limit=1) == ["b"]
-    assert a["state"] == "unknown" and b["state"] == "paused"
+    assert a["state"] == "unknown"
+    assert b["state"] == "paused"
     response = svc.client.get("/v1/monitors", params={"label": "team"})
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["query", "label"]
