@@ -189,7 +189,11 @@ class Monitors:
         try:
             report = self._reload()
         except MonitorsFileError as exc:
-            log.error("monitors file not loaded, the monitors are unchanged: %s", exc)
+            log.error(
+                "monitors file not loaded, the monitors are unchanged: %s has %d error(s)",
+                exc.path,
+                len(exc.errors),
+            )
             for error in exc.errors:
                 log.error("  %s: %s", error["where"], error["msg"])
         except Exception:
