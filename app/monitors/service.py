@@ -85,7 +85,7 @@ class Monitors:
 
     def _start(self) -> None:
         if self._settings.monitors_file is not None:
-            self._reload_logged()
+            self._reload_logged(schedule=False)  # every monitor is put just below
         for record in self._repository.all():
             if not record.paused:
                 self._put(record, record.next_due_at)
@@ -184,10 +184,10 @@ class Monitors:
         except RuntimeError:  # shutting down
             self._reload_asked.clear()
 
-    def _reload_logged(self) -> None:
+    def _reload_logged(self, schedule: bool = True) -> None:
         self._reload_asked.clear()
         try:
-            report = self._reload()
+            report = self._reload(schedule)
         except MonitorsFileError as exc:
             log.error(
                 "monitors file not loaded, the monitors are unchanged: %s has %d error(s)",
@@ -207,7 +207,7 @@ class Monitors:
                 len(report.unchanged),
             )
 
-    def _reload(self) -> ReloadReport:
+    def _reload(self, schedule: bool = True) -> ReloadReport:
         path = self._settings.monitors_file
         if path is None:
             raise NoMonitorsFile("no monitors file is set (setting monitors_file)")
@@ -218,13 +218,8 @@ class Monitors:
         except SyncRefused as exc:
             raise MonitorsFileError(str(path), exc.errors) from None
         self.modules = loaded.modules
-        for record in outcome.deleted:
-            self._scheduler.remove(record.id)
-        for record in outcome.created:
-            if not record.paused:
-                self._put(record, None)
-        for change in outcome.updated:
-            self._apply(change)
+        if schedule:
+            self._schedule(outcome)
         return ReloadReport(
             created=[r.slug for r in outcome.created],
             updated=[c.record.slug for c in outcome.updated],
@@ -233,6 +228,15 @@ class Monitors:
         )
 
     # --- the scheduler -------------------------------------------------------------------
+    def _schedule(self, outcome: SyncOutcome) -> None:
+        for record in outcome.deleted:
+            self._scheduler.remove(record.id)
+        for record in outcome.created:
+            if not record.paused:
+                self._put(record, None)
+        for change in outcome.updated:
+            self._apply(change)
+
     def _apply(self, change: Change) -> None:
         record = change.record
         if not change.changed:

@@ -11,17 +11,21 @@ from typing import Any
 import pytest
 
 from tests.conftest import RunningService
+from tests.support.backends import url_for
 from tests.support.servers import ThreadedUvicorn
 
 SECRET_QUERY = "qs-s3cr3t-value"
 SECRET_HEADER = "Bearer hdr-t0p-secret"
 
 
-@pytest.fixture
-def svc(service_factory: Callable[..., RunningService], tmp_path: Path) -> RunningService:
-    return service_factory(
-        database_url=f"sqlite:///{tmp_path / 'urlhealth.db'}", monitor_min_interval_s=2.0
-    )
+@pytest.fixture(params=["sqlite", "postgresql"])
+def svc(
+    service_factory: Callable[..., RunningService],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> RunningService:
+    url = url_for(request.param, tmp_path, request)
+    return service_factory(database_url=url, monitor_min_interval_s=2.0)
 
 
 def monitor(name: str = "Web home", **fields: Any) -> dict[str, Any]:
