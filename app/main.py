@@ -59,8 +59,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
         services.coordinator.mark_started()
         # Not "ready": uvicorn binds its sockets after this (`urlhealth serve` says when).
         log.info("urlhealth %s starting: %d workers", __version__, settings.workers)
-        await anyio.to_thread.run_sync(services.monitors.start)
-        hangup = _on_sighup(services.monitors.request_reload)
+        hangup = False
         tasks = [asyncio.create_task(collect_when_idle(services.dispatcher.idle))]
         defer_full_collections()
         if settings.adaptive_concurrency:
@@ -68,6 +67,9 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
             guard = guard_loop(services.dispatcher, limiter, request_counts)
             tasks.append(asyncio.create_task(guard))
         try:
+            # Inside the try: a start that fails still releases what was built.
+            await anyio.to_thread.run_sync(services.monitors.start)
+            hangup = _on_sighup(services.monitors.request_reload)
             yield
         finally:
             for task in tasks:

@@ -22,8 +22,9 @@ class MonitorConflict(ValueError):
         self.field = field
 
 
-class MonitorPaused(ValueError):
-    """A paused monitor is not checked, not even on demand (409)."""
+class MonitorNotScheduled(ValueError):
+    """A paused monitor (or one the settings refuse since it was written) is not checked,
+    not even on demand (409)."""
 
 
 class MonitorsFileError(ValueError):

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.inputs import InputError
 from app.monitors import file as monitors_file
 from app.monitors.definition import MonitorRecord, check, public, scheduled
-from app.monitors.errors import MonitorPaused, MonitorsFileError, NoMonitorsFile
+from app.monitors.errors import MonitorNotScheduled, MonitorsFileError, NoMonitorsFile
 from app.monitors.masking import mask_data
 from app.monitors.merge import patch_definition
 from app.monitors.model import Source
@@ -149,10 +149,10 @@ class Monitors:
         self._in_turn(change)
 
     def check_now(self, ref: str) -> Future[dict[str, Any]]:
-        """Run one check now; its result, secrets masked. MonitorPaused if paused."""
+        """Run one check now; its result, secrets masked. MonitorNotScheduled if paused."""
         record = self._repository.get(ref)
         if record.paused:
-            raise MonitorPaused(f"monitor {record.slug!r} is paused: unpause it to check it")
+            raise MonitorNotScheduled(f"monitor {record.slug!r} is paused: unpause it to check it")
         secrets = record.secrets()
         masked: Future[dict[str, Any]] = Future()
 
@@ -165,7 +165,11 @@ class Monitors:
                 dumped = future.result().model_dump(mode="json")
                 masked.set_result(mask_data(dumped, secrets))
 
-        self._scheduler.run_now(record.id).add_done_callback(done)
+        try:
+            running = self._scheduler.run_now(record.id)
+        except KeyError:  # refused by the settings at start: logged then
+            raise MonitorNotScheduled(f"monitor {record.slug!r} is not scheduled") from None
+        running.add_done_callback(done)
         return masked
 
     # --- the file ------------------------------------------------------------------------

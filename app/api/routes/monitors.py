@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -20,7 +20,7 @@ from app.inputs import InputError
 from app.monitors.errors import (
     MonitorConflict,
     MonitorNotFound,
-    MonitorPaused,
+    MonitorNotScheduled,
     MonitorsFileError,
     NoMonitorsFile,
 )
@@ -44,7 +44,7 @@ def get_monitors(services: ServicesDep) -> Monitors:
 
 
 MonitorsDep = Annotated[Monitors, Depends(get_monitors)]
-Ref = Annotated[str, "the monitor's numeric id or its slug"]
+Ref = Annotated[str, Path(description="The monitor's numeric id, or its slug.")]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No monitor with that id or slug."}
@@ -66,7 +66,7 @@ def _answers() -> Iterator[None]:
     except MonitorConflict as exc:
         loc = ["path", "ref"] if exc.field == "source" else ["body", exc.field]
         raise HTTPException(409, [{"type": "conflict", "loc": loc, "msg": str(exc)}]) from None
-    except (MonitorPaused, NoMonitorsFile) as exc:
+    except (MonitorNotScheduled, NoMonitorsFile) as exc:
         raise HTTPException(409, str(exc)) from None
     except MonitorsFileError as exc:
         raise HTTPException(422, exc.errors) from None
@@ -172,7 +172,7 @@ def delete_monitor(ref: Ref, monitors: MonitorsDep) -> Response:
     "/{ref}/check",
     response_model=CheckResult,
     summary="Check a monitor now (secrets masked in the result)",
-    responses={**_NOT_FOUND, 409: {"description": "The monitor is paused."}},
+    responses={**_NOT_FOUND, 409: {"description": "The monitor is paused (or not scheduled)."}},
 )
 async def check_monitor(ref: Ref, services: ServicesDep) -> Any:
     with _answers():
