@@ -30,6 +30,7 @@ T = TypeVar("T")
 # How long a definition change waits for its commit: the writer retries through a database
 # outage meanwhile; past this the API answers 503 and the write may still land later.
 WRITE_TIMEOUT_S = 30.0
+MAX_ID_DIGITS = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,12 @@ class MonitorRepository:
     # --- reads ---------------------------------------------------------------------------
     def find(self, ref: str) -> MonitorRecord | None:
         """By numeric id (all digits) or by slug."""
-        where = monitors.c.id == int(ref) if ref.isdigit() else monitors.c.slug == ref
+        if ref.isascii() and ref.isdigit():
+            if len(ref) > MAX_ID_DIGITS:  # past any id, and past what the column holds
+                return None
+            where = monitors.c.id == int(ref)
+        else:
+            where = monitors.c.slug == ref
         with self._database.engine.connect() as connection:
             row = connection.execute(select(monitors).where(where)).first()
         return None if row is None else MonitorRecord.from_row(row)

@@ -65,8 +65,8 @@ class MonitorCreate(BaseModel):
         examples=["example-home"],
     )
     url: str = Field(
-        description="http or https URL to check. Its query values are shown as `***` in "
-        "every read.",
+        description="http or https URL to check, without credentials (send them in an "
+        "`Authorization` header). Its query values are shown as `***` in every read.",
         examples=["https://example.org/health"],
     )
     options: JobOptions = Field(

@@ -151,7 +151,7 @@ def test_a_bad_field_is_422_naming_it(
     assert [error["loc"] for error in response.json()["detail"]] == [loc]
 
 
-@pytest.mark.parametrize("ref", ["999", "no-such-monitor", "reload"])
+@pytest.mark.parametrize("ref", ["999", "no-such-monitor", "reload", "9" * 40, "\u00b2"])
 def test_an_unknown_ref_is_404(svc: RunningService, ref: str) -> None:
     for response in (
         svc.client.get(f"/v1/monitors/{ref}"),

@@ -3,6 +3,7 @@ scheduler (a recording stand-in: the scheduler is built elsewhere)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -212,3 +213,54 @@ def test_reload_requests_are_coalesced_and_never_block(harness: Harness, tmp_pat
         assert facade.get("a").source == "file"
     finally:
         facade.stop()
+
+
+def test_the_last_result_is_shown_short_with_the_urls_secrets_masked(harness: Harness) -> None:
+    created = harness.monitors.create(
+        body(
+            url="http://127.0.0.1:9/?token=s3cret-token", options={"headers": {"X-K": "hdr-value"}}
+        )
+    )
+    last = {
+        "url": "http://127.0.0.1:9/?token=s3cret-token",
+        "ok": False,
+        "outcome": "down",
+        "status_code": None,
+        "elapsed_ms": 1.5,
+        "error": {"kind": "connect", "message": "refused: /?token=s3cret-token hdr-value"},
+    }
+
+    def checked(connection: Connection) -> None:
+        connection.execute(
+            update(monitors)
+            .where(monitors.c.id == created.id)
+            .values(last_result=json.dumps(last).encode(), last_checked_at=NOW)
+        )
+
+    harness.repository.run(checked)
+    shown = harness.monitors.get(str(created.id))
+    assert shown.last_checked_at == NOW
+    assert shown.last_result is not None
+    assert shown.last_result.model_dump(mode="json") == {
+        "outcome": "down",
+        "status_code": None,
+        "elapsed_ms": 1.5,
+        "error": {"kind": "connect", "message": "refused: /?token=*** ***"},
+    }
+
+
+def test_a_bad_file_at_start_is_logged_and_the_stored_monitors_run(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kept = harness.monitors.create(body("kept"))
+    harness.scheduler.take()
+    path = tmp_path / "monitors.toml"
+    path.write_text('[[monitors]]\nname = "x"\nurl = "ftp://127.0.0.1/"\n', encoding="utf-8")
+    settings = harness.settings.model_copy(update={"monitors_file": path})
+    facade = Monitors(settings, harness.repository, harness.scheduler, clock=lambda: NOW)
+    try:
+        facade.start()
+        assert [(c, s.id) for c, s, _ in harness.scheduler.take()] == [("put", kept.id)]
+    finally:
+        facade.stop()
+    assert "monitors[0] 'x': url" in caplog.text
