@@ -267,9 +267,10 @@ def test_the_list_filters_by_group_label_state_and_source(any_svc: RunningServic
     assert names(offset=1, limit=1) == ["b"]
     assert a["state"] == "unknown"
     assert b["state"] == "paused"
-    response = svc.client.get("/v1/monitors", params={"label": "team"})
-    assert response.status_code == 422, response.text
-    assert response.json()["detail"][0]["loc"] == ["query", "label"]
+    for bad in ("team", '"a"=b', "=x"):
+        response = svc.client.get("/v1/monitors", params={"label": bad})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", "label"]
 
 
 def test_check_now_answers_the_result_with_the_secrets_masked(

@@ -28,6 +28,7 @@ from app.monitors.model import Source
 from app.monitors.repository import MonitorQuery
 from app.monitors.service import Monitors
 from app.schemas.monitors import (
+    LABEL_NAME,
     MonitorCreate,
     MonitorPublic,
     MonitorsPublic,
@@ -109,8 +110,8 @@ def list_monitors(
     pair = None
     if label is not None:
         name, equals, value = label.partition("=")
-        if not equals or not name:
-            msg = "a label filter is written name=value"
+        if not equals or not LABEL_NAME.match(name):
+            msg = f"a label filter is written name=value, the name matching {LABEL_NAME.pattern}"
             error = {"type": "value_error", "loc": ("query", "label"), "msg": msg}
             raise RequestValidationError([error])
         pair = (name, value)
