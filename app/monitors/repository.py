@@ -215,12 +215,29 @@ def settle_slug(connection: Connection, definition: Definition, current: str | N
     return unique_slug(base, {row.slug for row in rows})
 
 
-def insert_monitor(
-    connection: Connection, definition: Definition, source: Source, now: datetime
-) -> MonitorRecord:
-    values: dict[str, Any] = {
+def insert_many(
+    connection: Connection, definitions: list[Definition], source: Source, now: datetime
+) -> list[MonitorRecord]:
+    """Monitors whose slugs are settled and free, in one executemany: a file of 10,000 new
+    monitors took 10 s as a statement (and a read back) each."""
+    if not definitions:
+        return []
+    rows = [_new_row(d, d.slug or "", source, now) for d in definitions]
+    connection.execute(insert(monitors), rows)
+    created: dict[str, MonitorRecord] = {}
+    slugs = [row["slug"] for row in rows]
+    for start in range(0, len(slugs), 500):  # bound the statement's parameters
+        chunk = slugs[start : start + 500]
+        for row in connection.execute(select(monitors).where(monitors.c.slug.in_(chunk))):
+            record = MonitorRecord.from_row(row)
+            created[record.slug] = record
+    return [created[slug] for slug in slugs]
+
+
+def _new_row(definition: Definition, slug: str, source: Source, now: datetime) -> dict[str, Any]:
+    return {
         **definition.columns(),
-        "slug": settle_slug(connection, definition, None),
+        "slug": slug,
         "source": source.value,
         "created_at": now,
         "updated_at": now,
@@ -228,7 +245,20 @@ def insert_monitor(
         "state": "unknown",
         "pending_count": 0,
         "skipped": 0,
+        "next_due_at": None,
+        "state_since": None,
+        "pending_outcome": None,
+        "incident_id": None,
+        "last_checked_at": None,
+        "last_result": None,
     }
+
+
+def insert_monitor(
+    connection: Connection, definition: Definition, source: Source, now: datetime
+) -> MonitorRecord:
+    slug = settle_slug(connection, definition, None)
+    values = _new_row(definition, slug, source, now)
     result = connection.execute(insert(monitors).values(values))
     key = result.inserted_primary_key
     assert key is not None

@@ -80,8 +80,9 @@ class Monitors:
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Load the file (if set; a bad one is logged and the stored monitors kept), then
-        hand every unpaused monitor to the scheduler."""
-        self._in_turn(self._start)
+        hand every unpaused monitor to the scheduler. Waits however long a large file
+        takes: each of its writes has its own bound."""
+        self._changes.submit(self._start).result()
 
     def _start(self) -> None:
         if self._settings.monitors_file is not None:

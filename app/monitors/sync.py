@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, select, update
 from app.db.schema import monitors
 from app.monitors.definition import Definition, MonitorRecord
 from app.monitors.model import Source
-from app.monitors.repository import Change, insert_monitor, update_monitor
+from app.monitors.repository import Change, insert_many, update_monitor
 
 
 @dataclass(slots=True)
@@ -64,25 +64,28 @@ def sync_file(definitions: list[Definition], now: datetime) -> Any:
                 connection.execute(delete(monitors).where(monitors.c.id == record.id))
                 outcome.deleted.append(record)
         # Names are unique: a rename onto a name another file monitor gives up in the same
-        # file would clash mid-transaction, so renamed ones first take a name nobody writes.
+        # file would clash mid-transaction, so renamed ones first take a name nobody can
+        # write (names refuse control characters; PostgreSQL text refuses NUL).
         for definition in definitions:
             current = ours.get(definition.slug or "")
             if current is not None and current.name != definition.name:
                 connection.execute(
                     update(monitors)
                     .where(monitors.c.id == current.id)
-                    .values(name=f"\x00renaming {current.id}")
+                    .values(name=f"\x01renaming {current.id}")
                 )
+        new = []
         for definition in definitions:
             current = ours.get(definition.slug or "")
             if current is None:
-                outcome.created.append(insert_monitor(connection, definition, Source.FILE, now))
+                new.append(definition)
                 continue
             change = update_monitor(connection, current, definition, now)
             if change.changed:
                 outcome.updated.append(change)
             else:
                 outcome.unchanged.append(current)
+        outcome.created = insert_many(connection, new, Source.FILE, now)
         return outcome
 
     return write

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RunningService
+from tests.support.backends import url_for
 
 TWO = """
 [defaults]
@@ -46,6 +47,21 @@ def svc(
     )
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_svc(
+    service_factory: Callable[..., RunningService],
+    tmp_path: Path,
+    monitors_file: Path,
+    request: pytest.FixtureRequest,
+) -> RunningService:
+    """For the syncs whose statements differ by dialect (bulk insert, renames)."""
+    return service_factory(
+        database_url=url_for(request.param, tmp_path, request),
+        monitors_file=monitors_file,
+        monitor_min_interval_s=2.0,
+    )
+
+
 def listed(svc: RunningService) -> dict[str, dict[str, Any]]:
     response = svc.client.get("/v1/monitors")
     assert response.status_code == 200, response.text
@@ -64,8 +80,9 @@ def test_the_file_is_loaded_at_start_as_file_monitors(svc: RunningService) -> No
 
 
 def test_reload_creates_updates_deletes_and_reports_each(
-    svc: RunningService, monitors_file: Path
+    any_svc: RunningService, monitors_file: Path
 ) -> None:
+    svc = any_svc
     before = listed(svc)
     monitors_file.write_text(
         """
@@ -102,8 +119,9 @@ interval_s = 30
 
 
 def test_two_monitors_may_swap_names_in_one_reload(
-    svc: RunningService, monitors_file: Path
+    any_svc: RunningService, monitors_file: Path
 ) -> None:
+    svc = any_svc
     before = listed(svc)
     swapped = (
         TWO.replace('"Alpha"', '"TMP"').replace('"Beta"', '"Alpha"').replace('"TMP"', '"Beta"')
