@@ -31,10 +31,6 @@ class PlaceholderScheduler:
         with self._lock:
             self._monitors.pop(monitor_id, None)
 
-    def scheduled(self) -> dict[int, tuple[Scheduled, datetime | None]]:
-        with self._lock:
-            return dict(self._monitors)
-
     def run_now(self, monitor_id: int) -> Future[CheckResult]:
         with self._lock:
             monitor, _due = self._monitors[monitor_id]

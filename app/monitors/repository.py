@@ -245,12 +245,6 @@ def _new_row(definition: Definition, slug: str, source: Source, now: datetime) -
         "state": "unknown",
         "pending_count": 0,
         "skipped": 0,
-        "next_due_at": None,
-        "state_since": None,
-        "pending_outcome": None,
-        "incident_id": None,
-        "last_checked_at": None,
-        "last_result": None,
     }
 
 

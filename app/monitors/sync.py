@@ -8,6 +8,7 @@ other monitors-as-code tools. A name or slug an API monitor holds fails the whol
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,9 @@ class SyncRefused(Exception):
         self.errors = errors
 
 
-def sync_file(definitions: list[Definition], now: datetime) -> Any:
+def sync_file(
+    definitions: list[Definition], now: datetime
+) -> Callable[[Connection], SyncOutcome | SyncRefused]:
     """The write for the writer: returns a SyncOutcome, or a SyncRefused (not raised, so
     the other writes of the batch are not rolled back with it)."""
 
