@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def errors_of(path: Path) -> list[dict[str, object]]:
+def errors_of(path: Path) -> list[dict[str, Any]]:
     with pytest.raises(MonitorsFileError) as caught:
         load(path, make_settings(monitor_min_interval_s=2.0))
     return caught.value.errors
@@ -99,7 +100,7 @@ timeout_s = -1
 """,
     )
     errors = errors_of(path)
-    found = {(str(e["monitor"]), tuple(e["loc"])) for e in errors}  # type: ignore[arg-type]
+    found = {(str(e["monitor"]), tuple(e["loc"])) for e in errors}
     assert found == {
         ("Fast", ("monitors", 1, "interval_s")),
         ("Bad header", ("monitors", 2, "url")),
