@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -15,7 +16,7 @@ from app import __version__
 from app.api import errors
 from app.api.body_limit import BodyLimit
 from app.api.loop_guard import RequestCounter, guard_loop, stop_guard
-from app.api.routes import check, docs, health, jobs, metrics, status
+from app.api.routes import check, docs, health, jobs, metrics, monitors, status
 from app.config import Settings, load_settings
 from app.db.engine import DatabaseError
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
         services.coordinator.mark_started()
         # Not "ready": uvicorn binds its sockets after this (`urlhealth serve` says when).
         log.info("urlhealth %s starting: %d workers", __version__, settings.workers)
+        hangup = False
         tasks = [asyncio.create_task(collect_when_idle(services.dispatcher.idle))]
         defer_full_collections()
         if settings.adaptive_concurrency:
@@ -65,10 +67,16 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
             guard = guard_loop(services.dispatcher, limiter, request_counts)
             tasks.append(asyncio.create_task(guard))
         try:
+            # Inside the try: a start that fails still releases what was built.
+            await anyio.to_thread.run_sync(services.monitors.start)
+            hangup = _on_sighup(services.monitors.request_reload)
             yield
         finally:
             for task in tasks:
                 await stop_guard(task)
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await anyio.to_thread.run_sync(services.monitors.stop)
             restore()
             # Under `urlhealth serve` the drain began when the signal came; under plain
             # uvicorn it begins here. Either way, wait for it, then release the pool.
@@ -90,9 +98,22 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     app.add_middleware(RequestCounter, counts=request_counts)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    for module in (health, status, jobs, check, metrics, docs):
+    for module in (health, status, jobs, check, monitors, metrics, docs):
         app.include_router(module.router)
     return app
+
+
+def _on_sighup(reload: Callable[[], None]) -> bool:
+    """SIGHUP reloads the monitors file, under `urlhealth serve` and plain uvicorn alike (its
+    default action ends the process). The handler only asks; a thread of the monitors does
+    the reload. Only the main thread's loop can take signals: an app served from another
+    thread (tests) goes without, and says so."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError) as exc:
+        log.debug("no SIGHUP handler (monitors file reload) here: %s", exc)
+        return False
+    return True
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -19,6 +19,9 @@ from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
 from app.metrics.exporter import Metrics
 from app.metrics.probe import Prober
+from app.monitors.placeholder import PlaceholderScheduler
+from app.monitors.repository import MonitorRepository
+from app.monitors.service import Monitors
 from app.store.durable import DurableStore
 from app.store.storage import Storage
 
@@ -32,6 +35,7 @@ class Services:
     coordinator: ShutdownCoordinator
     metrics: Metrics
     prober: Prober
+    monitors: Monitors
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -69,7 +73,12 @@ class Services:
             max_queued=settings.max_queued_checks,
         )
         prober = Prober(settings)
-        return cls(settings, storage, http, dispatcher, coordinator, metrics, prober)
+        # PLACEHOLDER until the monitor scheduler lands: schedules nothing (see its module).
+        scheduler = PlaceholderScheduler(dispatcher)
+        monitors = Monitors(
+            settings, MonitorRepository(storage.database, storage.writer), scheduler
+        )
+        return cls(settings, storage, http, dispatcher, coordinator, metrics, prober, monitors)
 
     @property
     def store(self) -> DurableStore:
