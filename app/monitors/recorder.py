@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from app.db.schema import incidents, monitor_results, monitors
 from app.db.writer import Writer, WriterClosed, WriterFull
@@ -146,8 +146,38 @@ class _Applied:
     first_detail: bytes | None  # the confirming streak's first result, if not this one
 
 
+# Statements built once, run with parameters: building one per result cost more CPU than
+# the database's work (~10x, measured on SQLite).
+_READ = select(*_STATE).where(monitors.c.id == bindparam("m_id"))
+_UPDATE = (
+    update(monitors)
+    .where(
+        monitors.c.id == bindparam("m_id"),
+        monitors.c.generation == bindparam("m_generation"),
+        monitors.c.state == bindparam("m_state"),
+        monitors.c.pending_outcome.is_not_distinct_from(bindparam("m_pending_outcome")),
+        monitors.c.pending_count == bindparam("m_pending_count"),
+    )
+    .values(
+        {
+            column: bindparam(column)
+            for column in (
+                "state",
+                "state_since",
+                "pending_outcome",
+                "pending_count",
+                "incident_id",
+                "last_checked_at",
+                "last_result",
+            )
+        }
+    )
+)
+_INSERT_RESULT = insert(monitor_results)
+
+
 def _read(connection: Connection, monitor_id: int) -> Row[Any] | None:
-    return connection.execute(select(*_STATE).where(monitors.c.id == monitor_id)).first()
+    return connection.execute(_READ, {"m_id": monitor_id}).first()
 
 
 def _apply(
@@ -164,27 +194,23 @@ def _apply(
             step = Step(Columns(step.columns.state, since), step.changed, step.streak)
             first_detail = first.detail
     columns = step.columns
-    values: dict[str, Any] = {
-        "state": columns.state,
-        "state_since": columns.state_since,
-        "pending_outcome": columns.pending_outcome,
-        "pending_count": columns.pending_count,
-        "last_checked_at": at,
-        "last_result": result.model_dump_json().encode(),
-    }
-    if step.changed is not None and step.changed[1] == UP:
-        values["incident_id"] = None
-    c = monitors.c
+    recovered = step.changed is not None and step.changed[1] == UP
     updated = connection.execute(
-        update(monitors)
-        .where(
-            c.id == row.id,
-            c.generation == row.generation,
-            c.state == row.state,
-            c.pending_outcome.is_not_distinct_from(row.pending_outcome),
-            c.pending_count == row.pending_count,
-        )
-        .values(**values)
+        _UPDATE,
+        {
+            "m_id": row.id,
+            "m_generation": row.generation,
+            "m_state": row.state,
+            "m_pending_outcome": row.pending_outcome,
+            "m_pending_count": row.pending_count,
+            "state": columns.state,
+            "state_since": columns.state_since,
+            "pending_outcome": columns.pending_outcome,
+            "pending_count": columns.pending_count,
+            "incident_id": None if recovered else row.incident_id,
+            "last_checked_at": at,
+            "last_result": result.model_dump_json().encode(),
+        },
     ).rowcount
     return _Applied(step, first_detail) if updated == 1 else None
 
@@ -209,20 +235,21 @@ def _insert_result(
     timings = result.timings_ms
     detail = result.model_dump_json().encode() if changed or result.outcome != UP else None
     connection.execute(
-        insert(monitor_results).values(
-            monitor_id=monitor_id,
-            at_ms=to_ms(at),
-            outcome=OUTCOME_CODE[result.outcome],
-            status=result.status_code,
-            latency_us=_us(result.elapsed_ms),
-            dns_us=_us(timings.dns) if timings else None,
-            connect_us=_us(timings.connect) if timings else None,
-            tls_us=_us(timings.tls) if timings else None,
-            ttfb_us=_us(timings.ttfb) if timings else None,
-            transfer_us=_us(timings.transfer) if timings else None,
-            error_kind=result.error.kind.value if result.error else None,
-            detail=detail,
-        )
+        _INSERT_RESULT,
+        {
+            "monitor_id": monitor_id,
+            "at_ms": to_ms(at),
+            "outcome": OUTCOME_CODE[result.outcome],
+            "status": result.status_code,
+            "latency_us": _us(result.elapsed_ms),
+            "dns_us": _us(timings.dns) if timings else None,
+            "connect_us": _us(timings.connect) if timings else None,
+            "tls_us": _us(timings.tls) if timings else None,
+            "ttfb_us": _us(timings.ttfb) if timings else None,
+            "transfer_us": _us(timings.transfer) if timings else None,
+            "error_kind": result.error.kind.value if result.error else None,
+            "detail": detail,
+        },
     )
     return detail
 
