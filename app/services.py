@@ -17,6 +17,7 @@ from app.engine.policy import DestinationPolicy, IPAddress, parse_networks
 from app.engine.resolver import Resolver, SystemResolver
 from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
+from app.monitors.retention import HistoryRetention
 from app.store.durable import DurableStore
 from app.store.storage import Storage
 
@@ -34,7 +35,8 @@ class Services:
     def build(cls, settings: Settings, resolver: Resolver | None = None) -> Services:
         """`resolver` is for tests that need DNS answers no real name has. Opens (and
         migrates) the database: raises DatabaseError, naming the masked URL, if it cannot."""
-        storage = Storage.open(settings)
+        history = HistoryRetention(settings.history_raw_days, settings.history_rollup_days)
+        storage = Storage.open(settings, retention_tasks=(history,))
         store = storage.store
         http = HttpLayer(
             settings.user_agent,
