@@ -15,7 +15,7 @@ from app import __version__
 from app.api import errors
 from app.api.body_limit import BodyLimit
 from app.api.loop_guard import RequestCounter, guard_loop, stop_guard
-from app.api.routes import check, docs, health, jobs, status
+from app.api.routes import check, docs, health, jobs, monitor_history, status
 from app.config import Settings, load_settings
 from app.db.engine import DatabaseError
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     app.add_middleware(RequestCounter, counts=request_counts)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    for module in (health, status, jobs, check, docs):
+    for module in (health, status, jobs, check, monitor_history, docs):
         app.include_router(module.router)
     return app
 
