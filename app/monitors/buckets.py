@@ -39,11 +39,11 @@ def add(histogram: Mapping[str, int], latency_us: int) -> Histogram:
 
 
 def merge(histograms: Iterable[Mapping[str, int]]) -> dict[int, int]:
-    total: dict[int, int] = {}
+    total: dict[str, int] = {}
     for histogram in histograms:
         for key, count in histogram.items():
-            total[int(key)] = total.get(int(key), 0) + int(count)
-    return total
+            total[key] = total.get(key, 0) + count
+    return {int(key): count for key, count in total.items()}
 
 
 def percentile(counts: Mapping[int, int], q: float, low_us: int, high_us: int) -> int | None:
