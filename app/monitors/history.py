@@ -81,7 +81,7 @@ class History:
         m = monitors.c
         by_slug = m.slug == ref
         where = by_slug
-        if ref.isdigit() and 0 < int(ref) <= _MAX_ID:
+        if ref.isascii() and ref.isdigit() and 0 < int(ref) <= _MAX_ID:
             where = or_(m.id == int(ref), by_slug)
         with self._engine.connect() as connection:
             found = connection.execute(select(m.id, m.slug).where(where)).all()

@@ -2,9 +2,10 @@
 after the jobs, in small batches through the writer:
 
 - raw results older than `history_raw_days`, oldest first (their `at_ms` index);
-- hourly rollups as long as the raw results (they serve the hour windows, at most 24 h + 1
-  back, and keep 24 rows a day per monitor: 400 days of them would cost as much as the raw
-  results); daily rollups and closed incidents older than `history_rollup_days`.
+- hourly rollups as long as the raw results, and at least `HOURLY_MIN_DAYS` (they serve the
+  hour windows, at most 25 h back, and cost 24 rows a day per monitor: 400 days of them
+  would cost about as much as the raw results); daily rollups and closed incidents older
+  than `history_rollup_days`.
 
 Rollups and incidents are pruned monitor by monitor, a range of each one's key: their tables
 have no index by age alone (one would cost space on every row), and a scan of a table of
@@ -24,6 +25,7 @@ from app.db.schema import incidents, monitor_results, monitor_rollups, monitors
 from app.monitors.recorder import to_ms
 
 BATCH_MONITORS = 500
+HOURLY_MIN_DAYS = 2.0  # the 24h window reaches 25 h back
 MAX_BATCHES = 100_000  # a bound, not a target
 
 
@@ -92,6 +94,7 @@ class HistoryRetention:
     def __call__(self, now: datetime, run: RunBatch) -> Pruned | None:
         raw_before = to_ms(now - timedelta(days=self.raw_days))
         rollup_before = now - timedelta(days=self.rollup_days)
+        hourly_before = to_ms(now - timedelta(days=max(self.raw_days, HOURLY_MIN_DAYS)))
         total = Pruned()
         for _ in range(MAX_BATCHES):
             done = run(lambda c: prune_raw(c, before_ms=raw_before, limit=self.batch_rows))
@@ -106,7 +109,7 @@ class HistoryRetention:
                 functools.partial(
                     prune_rollups,
                     after_monitor=after or 0,
-                    hourly_before_ms=raw_before,
+                    hourly_before_ms=hourly_before,
                     daily_before_ms=to_ms(rollup_before),
                     incidents_before=rollup_before,
                     limit=self.batch_monitors,

@@ -139,6 +139,7 @@ def test_find_takes_an_id_or_a_slug(store: HistoryStore) -> None:
     assert history.find("alpha") == first
     assert history.find("nope") is None
     assert history.find("99999999999999999999") is None
+    assert history.find("\u00b2") is None  # a digit to str.isdigit, not to int()
 
 
 def test_the_summary_has_every_monitor_state_uptime_and_open_incident(
