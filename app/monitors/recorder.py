@@ -75,9 +75,11 @@ class Recorder:
         try:
             self._writer.put(self._write(monitor_id, generation, started_at, result))
         except (WriterFull, WriterClosed) as exc:
-            # The scheduler must go on: a result the database cannot take is counted, logged.
+            # The scheduler must go on: a result the database cannot take is counted, and
+            # logged once a thousand (10,000 monitors behind a full queue would flood the log).
             self.dropped += 1
-            log.warning("monitor %d: result not recorded: %s", monitor_id, exc)
+            if self.dropped % 1000 == 1:
+                log.warning("%d monitor results not recorded so far: %s", self.dropped, exc)
 
     def submit(
         self, monitor_id: int, generation: int, started_at: datetime, result: CheckResult

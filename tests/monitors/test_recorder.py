@@ -207,3 +207,11 @@ def test_a_threshold_of_one_confirms_on_the_first_result(
         T0 + timedelta(minutes=1),
         T0 + timedelta(minutes=2),
     )
+
+
+def test_a_result_the_writer_refuses_is_counted_not_raised(store: HistoryStore) -> None:
+    m = add_monitor(store.database, "refused")
+    recorder = Recorder(store.writer)
+    store.writer.stop(10.0)
+    recorder.record(m, 1, T0, check("up"))  # the scheduler's callback must not raise
+    assert recorder.dropped == 1
