@@ -215,3 +215,20 @@ def test_a_result_the_writer_refuses_is_counted_not_raised(store: HistoryStore) 
     store.writer.stop(10.0)
     recorder.record(m, 1, T0, check("up"))  # the scheduler's callback must not raise
     assert recorder.dropped == 1
+
+
+def test_the_transition_hook_runs_inside_the_recording_transaction(store: HistoryStore) -> None:
+    """Where the alerts issue adds its outbox row: same transaction as the state change."""
+    m = add_monitor(store.database, "hooked")
+    seen: list[tuple[str, str, int]] = []
+
+    def hook(connection: Connection, transition: Transition) -> None:
+        # Inside the transaction: the monitor's row already shows the change.
+        state = connection.execute(select(monitors.c.state).where(monitors.c.id == m)).scalar()
+        seen.append((transition.from_state, transition.to_state, len(state or "")))
+
+    recorder = Recorder(store.writer, on_transition=hook)
+    for n, outcome in enumerate(["up", "up", "down", "down", "down"]):
+        at = T0 + timedelta(minutes=n)
+        recorder.submit(m, 1, at, check(outcome, at=at)).result(10)
+    assert seen == [("unknown", "up", 2), ("up", "down", 4)]
