@@ -130,11 +130,12 @@ def size_figure(
     elapsed = time.perf_counter() - began
     with database.engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        by_name = dict(
-            connection.exec_driver_sql(
+        by_name: dict[str, int] = {
+            name: int(size)
+            for name, size in connection.exec_driver_sql(
                 "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
-            ).all()
-        )
+            )
+        }
         pages = connection.exec_driver_sql("PRAGMA page_count").scalar_one()
         page_size = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
     database.close()

@@ -115,7 +115,7 @@ def test_results_page_newest_first_through_a_cursor(store: HistoryStore) -> None
         recorder.record(m, 1, at, check("down" if n in (0, 3) else "up", at=at))
     store.writer.submit(lambda _c: None).result(10)
     history = History(store.database)
-    seen = []
+    seen: list[datetime] = []
     cursor = None
     for _ in range(10):
         page = history.results(m, limit=3, cursor=cursor, since=T0 + timedelta(minutes=1))

@@ -89,7 +89,8 @@ def test_three_failures_open_exactly_one_incident_from_the_streaks_first(
 
 def test_degraded_then_down_is_one_incident_and_recovery_ends_it(store: HistoryStore) -> None:
     m = add_monitor(store.database, "worse")
-    outcomes: list[Outcome] = ["up", "up", *["degraded"] * 3, *["down"] * 3, "up", "up"]
+    worse: list[Outcome] = ["degraded", "degraded", "degraded", "down", "down", "down"]
+    outcomes: list[Outcome] = ["up", "up", *worse, "up", "up"]
     transitions = record_all(store, m, outcomes)
     assert changes(transitions) == [
         ("unknown", "up"),
@@ -228,7 +229,8 @@ def test_the_transition_hook_runs_inside_the_recording_transaction(store: Histor
         seen.append((transition.from_state, transition.to_state, len(state or "")))
 
     recorder = Recorder(store.writer, on_transition=hook)
-    for n, outcome in enumerate(["up", "up", "down", "down", "down"]):
+    outcomes: list[Outcome] = ["up", "up", "down", "down", "down"]
+    for n, outcome in enumerate(outcomes):
         at = T0 + timedelta(minutes=n)
         recorder.submit(m, 1, at, check(outcome, at=at)).result(10)
     assert seen == [("unknown", "up", 2), ("up", "down", 4)]

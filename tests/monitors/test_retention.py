@@ -21,11 +21,18 @@ from tests.support.process import wait_until
 T = TypeVar("T")
 
 
-def runner(store: HistoryStore) -> Callable[[Callable[[Connection], T]], T | None]:
-    def run(write: Callable[[Connection], T]) -> T | None:
-        return store.writer.submit(write).result(30)
+class Runner:
+    """Runs each batch through the store's writer, waiting for it (RunBatch)."""
 
-    return run
+    def __init__(self, store: HistoryStore) -> None:
+        self._store = store
+
+    def __call__(self, write: Callable[[Connection], T]) -> T | None:
+        return self._store.writer.submit(write).result(30)
+
+
+def runner(store: HistoryStore) -> Runner:
+    return Runner(store)
 
 
 def count(store: HistoryStore, table: Any, *where: Any) -> int:
