@@ -250,9 +250,10 @@ class RetentionLoop:
             else:
                 if pruned is not None:
                     self.last_round = pruned
-                    if pruned.jobs or pruned.pages:
+                    if pruned.jobs or pruned.rows or pruned.pages:
                         log.info(
-                            "retention deleted %d jobs (%d rows), gave back %d pages",
+                            "retention deleted %d jobs, %d rows (jobs' and monitors' history), "
+                            "gave back %d pages",
                             pruned.jobs,
                             pruned.rows,
                             pruned.pages,
