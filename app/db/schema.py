@@ -230,8 +230,6 @@ monitor_rollups = Table(
     Column("latency_max_us", Integer),
     Column("histogram", JSON, nullable=False),  # counts per bucket (app/monitors/)
     PrimaryKeyConstraint("monitor_id", "period", "start_ms"),
-    # Read only by ranges of the key: clustered on it on SQLite (migration 0003).
-    sqlite_with_rowid=False,
 )
 
 # One confirmed stretch away from `up`.
