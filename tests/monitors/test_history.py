@@ -153,7 +153,7 @@ def test_the_summary_has_every_monitor_state_uptime_and_open_incident(
         at = NOW - timedelta(minutes=10 * (4 - n))
         recorder.submit(healthy, 1, at, check("up", at=at)).result(10)
         recorder.submit(broken, 1, at, check("up" if n == 0 else "down", at=at)).result(10)
-    rows = {s.slug: s for s in History(store.database, clock=lambda: NOW).summary()}
+    rows = {s.slug: s for s in History(store.database, clock=lambda: NOW).summary().monitors}
     assert list(rows) == ["healthy", "broken", "quiet"]
     assert (rows["healthy"].state, rows["healthy"].uptime_24h_pct, rows["healthy"].group) == (
         "up",

@@ -111,5 +111,4 @@ def uptime(
     summary="Every monitor's state, 24 h uptime, last check and open incident",
 )
 def summary(services: ServicesDep) -> Response:
-    monitors = History(services.storage.database).summary()
-    return JSONBytes(MonitorsSummaryPublic(monitors=monitors).model_dump_json())
+    return JSONBytes(History(services.storage.database).summary().model_dump_json())
