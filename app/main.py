@@ -16,7 +16,7 @@ from app import __version__
 from app.api import errors
 from app.api.body_limit import BodyLimit
 from app.api.loop_guard import RequestCounter, guard_loop, stop_guard
-from app.api.routes import check, docs, health, jobs, metrics, monitors, status
+from app.api.routes import check, docs, health, jobs, metrics, monitor_history, monitors, status
 from app.config import Settings, load_settings
 from app.db.engine import DatabaseError
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
             tasks.append(asyncio.create_task(guard))
         try:
             # Inside the try: a start that fails still releases what was built.
-            await anyio.to_thread.run_sync(services.monitors.start)
+            await anyio.to_thread.run_sync(services.monitoring.start)
             hangup = _on_sighup(services.monitors.request_reload)
             yield
         finally:
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
                 await stop_guard(task)
             if hangup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            await anyio.to_thread.run_sync(services.monitors.stop)
+            await anyio.to_thread.run_sync(services.monitoring.stop)
             restore()
             # Under `urlhealth serve` the drain began when the signal came; under plain
             # uvicorn it begins here. Either way, wait for it, then release the pool.
@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     app.add_middleware(RequestCounter, counts=request_counts)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    for module in (health, status, jobs, check, monitors, metrics, docs):
+    routers = (health, status, jobs, check, monitor_history, monitors, metrics, docs)
+    for module in routers:
         app.include_router(module.router)
     return app
 

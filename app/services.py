@@ -19,8 +19,8 @@ from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
 from app.metrics.exporter import Metrics
 from app.metrics.probe import Prober
-from app.monitors.placeholder import PlaceholderScheduler
-from app.monitors.repository import MonitorRepository
+from app.monitors.monitoring import Monitoring
+from app.monitors.retention import HistoryRetention
 from app.monitors.service import Monitors
 from app.store.durable import DurableStore
 from app.store.storage import Storage
@@ -35,14 +35,15 @@ class Services:
     coordinator: ShutdownCoordinator
     metrics: Metrics
     prober: Prober
-    monitors: Monitors
+    monitoring: Monitoring
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
     def build(cls, settings: Settings, resolver: Resolver | None = None) -> Services:
         """`resolver` is for tests that need DNS answers no real name has. Opens (and
         migrates) the database: raises DatabaseError, naming the masked URL, if it cannot."""
-        storage = Storage.open(settings)
+        history = HistoryRetention(settings.history_raw_days, settings.history_rollup_days)
+        storage = Storage.open(settings, retention_tasks=(history,))
         store = storage.store
         http = HttpLayer(
             settings.user_agent,
@@ -63,26 +64,32 @@ class Services:
             monitor_workers=settings.monitor_workers,
             monitor_slots_per_host=settings.monitor_slots_per_host,
         )
-        coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s, stopping)
-        # The monitors' scheduler passes `scheduler_stats=scheduler.stats`, the monitors
-        # file its `[modules.<name>]` to the Prober, the alerts issue `alerts=`.
+        monitoring = Monitoring.build(settings, storage.database, storage.writer, dispatcher)
+        coordinator = ShutdownCoordinator(
+            dispatcher,
+            http,
+            settings.shutdown_grace_s,
+            stopping,
+            # No due monitor should meet a dispatcher that refuses work.
+            first=monitoring.halt,
+        )
         metrics = Metrics(
             storage.database.engine,
             dispatcher,
             storage.writer,
             max_queued=settings.max_queued_checks,
+            scheduler_stats=monitoring.scheduler.stats,
         )
-        prober = Prober(settings)
-        # PLACEHOLDER until the monitor scheduler lands: schedules nothing (see its module).
-        scheduler = PlaceholderScheduler(dispatcher)
-        monitors = Monitors(
-            settings, MonitorRepository(storage.database, storage.writer), scheduler
-        )
-        return cls(settings, storage, http, dispatcher, coordinator, metrics, prober, monitors)
+        prober = Prober(settings, lambda: monitoring.monitors.modules)
+        return cls(settings, storage, http, dispatcher, coordinator, metrics, prober, monitoring)
 
     @property
     def store(self) -> DurableStore:
         return self.storage.store
+
+    @property
+    def monitors(self) -> Monitors:
+        return self.monitoring.monitors
 
     def close(self) -> None:
         """After the drain: release the pool and the connections, then flush what is left

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, delete, or_, select
 
@@ -64,10 +65,10 @@ def prune_batch(
     `keep_max_jobs` (every job counts towards it; only final ones are deleted)."""
     candidates, full = _candidates(connection, older_than, keep_max_jobs, batch_jobs)
     if not candidates:
-        return _vacuum(connection, vacuum_pages, Pruned())
+        return vacuum(connection, vacuum_pages, Pruned())
     first_id, first_total = candidates[0]
     if 2 * first_total > batch_rows:  # URLs and results: more than one batch holds
-        return _vacuum(connection, vacuum_pages, _prune_part(connection, first_id, batch_rows))
+        return vacuum(connection, vacuum_pages, _prune_part(connection, first_id, batch_rows))
     taken: list[str] = []
     budget = batch_rows
     for job_id, total in candidates:
@@ -80,7 +81,7 @@ def prune_batch(
         rows += connection.execute(delete(table).where(table.c.job_id.in_(taken))).rowcount
     connection.execute(delete(schema.jobs).where(schema.jobs.c.id.in_(taken)))
     more = full or len(taken) < len(candidates)
-    return _vacuum(connection, vacuum_pages, Pruned(len(taken), rows, 0, more))
+    return vacuum(connection, vacuum_pages, Pruned(len(taken), rows, 0, more))
 
 
 def _candidates(
@@ -140,7 +141,7 @@ def _prune_part(connection: Connection, job_id: str, batch_rows: int) -> Pruned:
     return Pruned(1, batch_rows - budget, 0, True)
 
 
-def _vacuum(connection: Connection, pages: int, pruned: Pruned) -> Pruned:
+def vacuum(connection: Connection, pages: int, pruned: Pruned) -> Pruned:
     if connection.dialect.name != "sqlite" or pages <= 0:
         return pruned
     free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar_one())
@@ -177,7 +178,25 @@ def prune(
     return total
 
 
-Submit = Callable[[Callable[[Connection], Pruned]], "Future[Pruned]"]
+T = TypeVar("T")
+
+
+class Submit(Protocol):
+    """The writer's `submit`."""
+
+    def __call__(self, write: Callable[[Connection], T]) -> Future[T]: ...
+
+
+class RunBatch(Protocol):
+    """Runs one batch through the writer and waits for it: its result, or None once the loop
+    is stopping (the batch then is not made, if the writer had not started it)."""
+
+    def __call__(self, write: Callable[[Connection], T]) -> T | None: ...
+
+
+# More to prune in each round, after the jobs (app/monitors/retention.py): given the round's
+# time and a way to run batches, the round's total, or None if stopped before its end.
+RetentionTask = Callable[[datetime, RunBatch], Pruned | None]
 
 
 def _utcnow() -> datetime:
@@ -198,8 +217,10 @@ class RetentionLoop:
         clock: Callable[[], datetime] = _utcnow,
         batch_jobs: int = BATCH_JOBS,
         batch_rows: int = BATCH_ROWS,
+        tasks: Sequence[RetentionTask] = (),
     ) -> None:
         self._submit = submit
+        self._tasks = tuple(tasks)
         self._age = timedelta(days=retention_days)
         self._max_jobs = max_jobs
         self._interval = interval_s
@@ -229,9 +250,10 @@ class RetentionLoop:
             else:
                 if pruned is not None:
                     self.last_round = pruned
-                    if pruned.jobs or pruned.pages:
+                    if pruned.jobs or pruned.rows or pruned.pages:
                         log.info(
-                            "retention deleted %d jobs (%d rows), gave back %d pages",
+                            "retention deleted %d jobs, %d rows (jobs' and monitors' history), "
+                            "gave back %d pages",
                             pruned.jobs,
                             pruned.rows,
                             pruned.pages,
@@ -240,11 +262,12 @@ class RetentionLoop:
 
     def _round(self) -> Pruned | None:
         """One round: batches until nothing is left; None if stopped before its end."""
-        older_than = self._clock() - self._age
+        now = self._clock()
+        older_than = now - self._age
         batch_jobs, batch_rows = self._batch
         total = Pruned()
         for _ in range(MAX_BATCHES_PER_ROUND):
-            future = self._submit(
+            pruned = self._run_batch(
                 lambda c: prune_batch(
                     c,
                     older_than=older_than,
@@ -253,16 +276,29 @@ class RetentionLoop:
                     batch_rows=batch_rows,
                 )
             )
-            if not _wait(future, self._stop):
-                future.cancel()  # if the writer has not started it, it is not made
+            if pruned is None:
                 return None
-            total += future.result()
+            total += pruned
             if not total.more or self._stop.is_set():
-                return total
+                break
+        for task in self._tasks:
+            if self._stop.is_set():
+                return None
+            done = task(now, self._run_batch)
+            if done is None:
+                return None
+            total = Pruned(total.jobs, total.rows + done.rows, total.pages + done.pages)
         return total
 
+    def _run_batch(self, write: Callable[[Connection], T]) -> T | None:
+        future = self._submit(write)
+        if not _wait(future, self._stop):
+            future.cancel()  # if the writer has not started it, it is not made
+            return None
+        return future.result()
 
-def _wait(future: Future[Pruned], stop: threading.Event) -> bool:
+
+def _wait(future: Future[Any], stop: threading.Event) -> bool:
     """Wait for `future`; False if `stop` is set first (looked at every 0.2 s)."""
     done = threading.Event()
     future.add_done_callback(lambda _f: done.set())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from app.engine.dispatcher import Dispatcher
 from app.engine.transport import HttpLayer
@@ -29,8 +30,12 @@ class ShutdownCoordinator:
         http: HttpLayer,
         grace_s: float,
         stopping: threading.Event | None = None,
+        first: Callable[[], None] | None = None,
     ) -> None:
+        """`first`: a step that must come before the dispatcher refuses work (the monitor
+        scheduler stops handing out checks); it must not wait."""
         self._dispatcher = dispatcher
+        self._first = first
         self._http = http
         self._grace_s = grace_s
         self._started = threading.Event()
@@ -58,6 +63,8 @@ class ShutdownCoordinator:
         with self._lock:
             if self._drainer is not None:
                 return
+            if self._first is not None:
+                self._first()
             self._stopping.set()
             # Refuse new work before returning, so nothing is accepted after begin().
             self._dispatcher.stop_accepting()

@@ -20,10 +20,8 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
-
-from app.engine.options import CheckOptions
 from app.monitors.dueheap import DueHeap
+from app.monitors.scheduled import Scheduled as Scheduled  # defined with the definitions
 from app.monitors.timing import LagWindow, first_due, offset_s, slot_after, summarise
 from app.schemas.results import CheckResult, ErrorKind
 
@@ -33,19 +31,6 @@ log = logging.getLogger("urlhealth.monitors")
 _MAX_SLEEP_S = 1.0
 # Results that say the service stopped, not that the target failed: not recorded.
 _NOT_THE_TARGET = frozenset({ErrorKind.INTERRUPTED, ErrorKind.CANCELLED})
-
-
-@dataclass(frozen=True, slots=True)
-class Scheduled:
-    """What the scheduler knows of a monitor: enough to run its check and record it."""
-
-    id: int
-    slug: str
-    interval_s: float
-    generation: int
-    url: str
-    options: CheckOptions
-    parsed: httpx.URL
 
 
 @dataclass(frozen=True, slots=True)

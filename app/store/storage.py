@@ -5,12 +5,13 @@ heartbeat stopped, the writer flushed (bounded by a timeout), the database close
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.config import Settings
 from app.db.engine import Database, DatabaseError, open_database
 from app.db.migrator import upgrade
-from app.db.retention import RetentionLoop
+from app.db.retention import RetentionLoop, RetentionTask
 from app.db.url import sqlalchemy_url
 from app.db.writer import Writer
 from app.store.durable import DurableStore
@@ -35,8 +36,9 @@ class Storage:
     flush_timeout_s: float
 
     @classmethod
-    def open(cls, settings: Settings) -> Storage:
-        """Raises DatabaseError (the message names the masked URL) if it cannot be used."""
+    def open(cls, settings: Settings, retention_tasks: Sequence[RetentionTask] = ()) -> Storage:
+        """Raises DatabaseError (the message names the masked URL) if it cannot be used.
+        `retention_tasks` prune more than jobs (monitor history) in each retention round."""
         secret = settings.database_url
         url = sqlalchemy_url(secret.get_secret_value() if secret else None, settings.data_dir)
         database = open_database(url)
@@ -79,6 +81,7 @@ class Storage:
             retention_days=settings.db_retention_days,
             max_jobs=settings.db_retention_max_jobs,
             interval_s=settings.db_retention_interval_s,
+            tasks=retention_tasks,
         ).start()
         return cls(database, writer, instance, store, retention, settings.db_flush_timeout_s)
 

@@ -1,0 +1,82 @@
+"""The monitors' running parts put together: the scheduler hands due checks to the
+dispatcher's reserved capacity, the recorder keeps each result (state, incidents, rollups in
+one writer transaction), and the facade drives the schedule from the API and the file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, update
+
+from app.config import Settings
+from app.db.engine import Database
+from app.db.schema import monitors as monitors_table
+from app.db.writer import Writer, WriterClosed, WriterFull
+from app.engine.dispatcher import Dispatcher
+from app.monitors.recorder import Recorder
+from app.monitors.repository import MonitorRepository
+from app.monitors.scheduler import MonitorScheduler, Scheduled
+from app.monitors.service import Monitors
+from app.schemas.results import CheckResult
+
+log = logging.getLogger("urlhealth.monitors")
+
+
+@dataclass(eq=False)
+class Monitoring:
+    scheduler: MonitorScheduler
+    recorder: Recorder
+    monitors: Monitors
+    stop_timeout_s: float = 5.0
+
+    @classmethod
+    def build(
+        cls, settings: Settings, database: Database, writer: Writer, dispatcher: Dispatcher
+    ) -> Monitoring:
+        recorder = Recorder(writer)
+
+        def run(monitor: Scheduled) -> Future[CheckResult]:
+            return dispatcher.check_monitor(monitor.url, monitor.options, monitor.parsed)
+
+        def record(monitor: Scheduled, started_at: datetime, result: CheckResult) -> None:
+            recorder.record(monitor.id, monitor.generation, started_at, result)
+
+        scheduler = MonitorScheduler(run, record, _due_saver(writer))
+        repository = MonitorRepository(database, writer)
+        return cls(scheduler, recorder, Monitors(settings, repository, scheduler))
+
+    def start(self) -> None:
+        """Load the file and the stored monitors onto the schedule, then start it."""
+        self.monitors.start()
+        self.scheduler.start()
+
+    def halt(self) -> None:
+        """Hand out no more checks; those going finish. Shutdown calls this first, so that
+        no due monitor meets a dispatcher that refuses work. Waits for nothing."""
+        self.scheduler.stop(0.0)
+
+    def stop(self) -> None:
+        if not self.scheduler.stop(self.stop_timeout_s):
+            log.warning("the monitor scheduler did not stop within %.1f s", self.stop_timeout_s)
+        self.monitors.stop()
+
+
+def _due_saver(writer: Writer) -> Callable[[int, datetime], None]:
+    """The next due time goes to the monitor's row, so a restart keeps the schedule. A
+    cache of the grid (app/monitors/timing.py): when the writer cannot take it, the next
+    start recomputes it, so it is dropped rather than waited for."""
+
+    def save(monitor_id: int, due: datetime) -> None:
+        def write(connection: Connection) -> None:
+            statement = update(monitors_table).where(monitors_table.c.id == monitor_id)
+            connection.execute(statement.values(next_due_at=due))
+
+        with contextlib.suppress(WriterFull, WriterClosed):
+            writer.put(write)
+
+    return save
