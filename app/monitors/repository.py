@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.db.engine import Database
 from app.db.schema import monitors
 from app.db.writer import Writer
+from app.monitors import states
 from app.monitors.definition import Definition, MonitorRecord
 from app.monitors.errors import MonitorConflict, MonitorNotFound
 from app.monitors.model import Source
@@ -271,11 +272,7 @@ def update_monitor(
         return Change(current, False, False, False)
     redefined = (definition.url, definition.options) != (current.url, current.options)
     if redefined:
-        values |= {
-            "generation": current.generation + 1,
-            "pending_outcome": None,
-            "pending_count": 0,
-        }
+        values |= {"generation": current.generation + 1, **states.RESTART}
     rescheduled = definition.interval_s != current.interval_s
     if rescheduled:
         values["next_due_at"] = now + timedelta(seconds=definition.interval_s)
