@@ -32,6 +32,7 @@ class Monitoring:
     scheduler: MonitorScheduler
     recorder: Recorder
     monitors: Monitors
+    stall_s: float = 30.0
     stop_timeout_s: float = 5.0
 
     @classmethod
@@ -48,12 +49,28 @@ class Monitoring:
 
         scheduler = MonitorScheduler(run, record, _due_saver(writer))
         repository = MonitorRepository(database, writer)
-        return cls(scheduler, recorder, Monitors(settings, repository, scheduler))
+        monitors = Monitors(settings, repository, scheduler)
+        return cls(scheduler, recorder, monitors, stall_s=settings.monitor_stall_s)
 
     def start(self) -> None:
         """Load the file and the stored monitors onto the schedule, then start it."""
         self.monitors.start()
         self.scheduler.start()
+
+    def stalled(self) -> str | None:
+        """Why monitors are not being checked on time, or None: the scheduler's own hand-off
+        stalls, or its recent checks started more than `stall_s` after they were due (the
+        engine, not the scheduler, held them)."""
+        reason = self.scheduler.stalled(self.stall_s)
+        if reason is not None:
+            return reason
+        stats = self.scheduler.stats()
+        if stats.scheduled and stats.lag_samples and stats.lag_p99_s > self.stall_s:
+            return (
+                f"recent monitor checks started {stats.lag_p99_s:.1f} s after they were due "
+                f"(p99; the limit is monitor_stall_s = {self.stall_s:g} s)"
+            )
+        return None
 
     def halt(self) -> None:
         """Hand out no more checks; those going finish. Shutdown calls this first, so that

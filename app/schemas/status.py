@@ -36,6 +36,21 @@ class DatabaseStatus(BaseModel):
     )
 
 
+class MonitorsStatus(BaseModel):
+    """The monitor scheduler (app/monitors/scheduler.py)."""
+
+    scheduled: int = Field(description="Monitors on the schedule (paused ones are not).")
+    running: int = Field(description="Monitor checks handed out and not finished.")
+    started: int = Field(description="Monitor checks started since start, manual ones too.")
+    skipped: int = Field(
+        description="Due times that came while the monitor's previous check was still going."
+    )
+    lag_p50_s: float = Field(description="Due to started, over the most recent checks.")
+    lag_p99_s: float
+    lag_max_s: float
+    errors: int = Field(description="Hand-offs and records that failed (see the log).")
+
+
 class StatusPublic(BaseModel):
     version: str = Field(examples=["0.1.0"])
     uptime_s: float = Field(description="Seconds since the service started.")
@@ -56,6 +71,7 @@ class StatusPublic(BaseModel):
     )
     shutting_down: bool
     database: DatabaseStatus
+    monitors: MonitorsStatus
 
 
 class Health(BaseModel):

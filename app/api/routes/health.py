@@ -26,7 +26,8 @@ router.add_api_route(
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: 503 while starting, shutting down, or without its database",
+    summary="Readiness: 503 while starting, shutting down, without its database, or while "
+    "the monitor scheduler stalls",
     responses={503: {"model": Readiness, "description": "Not ready."}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
@@ -35,6 +36,11 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     if coordinator.ready and reason is not None:
         # New jobs are refused meanwhile; results wait in the writer's bounded queue.
         return JSONResponse({"status": "database_unavailable", "reason": reason}, status_code=503)
+    stalled = coordinator.ready and services.monitoring.stalled()
+    if stalled:
+        # The service answers, yet monitors are not being checked: watched from outside,
+        # this is the one failure nothing inside would report.
+        return JSONResponse({"status": "monitors_stalled", "reason": stalled}, status_code=503)
     if coordinator.ready:
         return JSONResponse({"status": "ready"})
     state = "shutting_down" if coordinator.shutting_down else "starting"

@@ -11,7 +11,8 @@ from app import __version__
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
 from app.api.responses import JSONBytes
-from app.schemas.status import DatabaseStatus, StatusPublic
+from app.monitors.scheduler import SchedulerStats
+from app.schemas.status import DatabaseStatus, MonitorsStatus, StatusPublic
 
 router = APIRouter(prefix="/v1", tags=["status"], route_class=JSONBodyRoute)
 
@@ -37,6 +38,20 @@ def status(services: ServicesDep) -> Response:
             lost=services.store.lost,
             **dataclasses.asdict(services.storage.writer.stats()),
         ),
+        monitors=_monitors(services.monitoring.scheduler.stats()),
     )
     # Encoded once: returning the model would have FastAPI validate and encode it again.
     return JSONBytes(body.model_dump_json())
+
+
+def _monitors(stats: SchedulerStats) -> MonitorsStatus:
+    return MonitorsStatus(
+        scheduled=stats.scheduled,
+        running=stats.running,
+        started=stats.started,
+        skipped=stats.skipped,
+        lag_p50_s=round(stats.lag_p50_s, 4),
+        lag_p99_s=round(stats.lag_p99_s, 4),
+        lag_max_s=round(stats.lag_max_s, 4),
+        errors=stats.errors,
+    )
