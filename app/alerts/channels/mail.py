@@ -20,10 +20,10 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from socket import create_connection  # by name: the tests guard it
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from socket import create_connection  # by name: the tests guard it
 
 from app.alerts.channels import text
 from app.alerts.channels.config import EmailChannel
