@@ -114,7 +114,8 @@ def _step(client: smtplib.SMTP, deadline: float) -> None:
 def _from_exception(exc: Exception, timeout_s: float) -> SendOutcome:
     if isinstance(exc, Blocked):
         return failed(f"blocked by the destination policy: {exc}", retryable=False)
-    if isinstance(exc, _Deadline | TimeoutError):
+    # smtplib turns a read timeout into SMTPServerDisconnected, keeping it as the context.
+    if isinstance(exc, _Deadline | TimeoutError) or isinstance(exc.__context__, TimeoutError):
         return failed(f"SMTP: no answer within {timeout_s:g} s", retryable=True)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
