@@ -3,6 +3,7 @@ received, whether the session had switched to TLS, and who logged in."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -83,9 +84,9 @@ class LoopbackSMTP(Controller):
         )
 
     def _trigger_server(self) -> None:
-        assert self.server is not None
+        assert isinstance(self.server, asyncio.Server)
         self.port = int(self.server.sockets[0].getsockname()[1])
-        super()._trigger_server()
+        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 def server_context(pem: str) -> ssl.SSLContext:
