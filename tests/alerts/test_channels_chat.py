@@ -9,7 +9,15 @@ import re
 
 import pytest
 
-from app.alerts.channels import DiscordChannel, SlackChannel, TeamsChannel, chat, send, teams
+from app.alerts.channels import (
+    DiscordChannel,
+    SendOutcome,
+    SlackChannel,
+    TeamsChannel,
+    chat,
+    send,
+    teams,
+)
 from app.alerts.channels.text import LINE_MAX, LINK_MAX, NAME_MAX, SUMMARY_MAX, URL_MAX
 from app.alerts.message import AlertMessage
 from app.engine.transport import HttpLayer
@@ -97,14 +105,14 @@ def test_slack_refusal_is_final_and_quoted(receiver: Receiver, http: HttpLayer) 
 
 def test_discord_burst_is_one_message_without_mentions(receiver: Receiver, http: HttpLayer) -> None:
     url = receiver.shaped("/discord", discord_shape, Answer(204))
-    alerts = [make_alert(1, monitor_name="@everyone *now*"), *burst(25)[1:]]
+    alerts = [make_alert(1, monitor_name="@everyone *now*"), *burst(40)[1:]]
 
     outcome = send(DiscordChannel(url=url), alerts, http)
 
     assert (outcome.ok, outcome.status_code) == (True, 204)
     (got,) = receiver.received("/discord")
     doc = got.json()
-    assert doc["content"] == "25 monitors down"
+    assert doc["content"] == "40 monitors down"
     assert doc["allowed_mentions"] == {"parse": []}
     description = "\n".join(e["description"] for e in doc["embeds"])
     assert "@everyone \\*now\\*" in description
@@ -112,14 +120,16 @@ def test_discord_burst_is_one_message_without_mentions(receiver: Receiver, http:
         assert f"key `{alert.key}`" in description
 
 
-def test_discord_batch_at_its_longest_still_fits(receiver: Receiver, http: HttpLayer) -> None:
+def test_discord_batch_at_its_longest_fits_in_whole_alert_parts(
+    receiver: Receiver, http: HttpLayer
+) -> None:
     url = receiver.shaped("/discord", discord_shape, Answer(204))
-    outcome = send(DiscordChannel(url=url), long_burst(25), http)
+    outcome = send(DiscordChannel(url=url), long_burst(40), http)
     assert outcome.ok, outcome.error
     every = "\n".join(
         e["description"] for r in receiver.received("/discord") for e in r.json()["embeds"]
     )
-    assert all(every.count(f"key `m{n}:t{100 + n}:c1`") == 1 for n in range(1, 26))
+    assert all(every.count(f"key `m{n}:t{100 + n}:c1`") == 1 for n in range(1, 41))
 
 
 def test_discord_rate_limit_reports_retry_after(receiver: Receiver, http: HttpLayer) -> None:
@@ -162,11 +172,17 @@ def test_teams_gets_an_adaptive_card_listing_every_key(receiver: Receiver, http:
     assert facts[0]["Reason"] == "HTTP 500"
 
 
+def test_teams_burst_of_its_default_batch_is_one_card(receiver: Receiver, http: HttpLayer) -> None:
+    url = receiver.shaped("/teams", teams_shape, Answer(202))
+    assert send(TeamsChannel(url=url), burst(35), http) == SendOutcome(True, False, 202)
+    assert len(receiver.received("/teams")) == 1
+
+
 def test_teams_batch_at_its_longest_fits_in_28_kb_parts(
     receiver: Receiver, http: HttpLayer
 ) -> None:
     url = receiver.shaped("/teams", teams_shape, Answer(202))
-    outcome = send(TeamsChannel(url=url), long_burst(25), http)
+    outcome = send(TeamsChannel(url=url), long_burst(35), http)
     assert outcome.ok, outcome.error
     keys = [
         fact["value"]
@@ -175,7 +191,7 @@ def test_teams_batch_at_its_longest_fits_in_28_kb_parts(
         for fact in c["items"][1]["facts"]
         if fact["title"] == "Key"
     ]
-    assert sorted(keys) == sorted(a.key for a in long_burst(25))
+    assert sorted(keys) == sorted(a.key for a in long_burst(35))
     assert all(len(r.body) <= 28 * 1024 for r in receiver.received("/teams"))
 
 

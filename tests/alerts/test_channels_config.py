@@ -98,7 +98,11 @@ def test_masked_urls_keep_what_identifies_the_channel() -> None:
     ("data", "loc", "words"),
     [
         ({"kind": "slack", "url": "ftp://x/y"}, ("slack", "url"), "http:// or https://"),
-        ({"kind": "discord", "url": "https://h/", "max_batch": 26}, ("discord", "max_batch"), "25"),
+        (
+            {"kind": "discord", "url": "https://h/", "max_batch": 101},
+            ("discord", "max_batch"),
+            "100",
+        ),
         (
             {"kind": "webhook", "url": "http://h/", "headers": {"X-Urlhealth-Signature": "x"}},
             ("webhook", "headers"),
@@ -160,8 +164,8 @@ def test_pacing_defaults_per_kind() -> None:
     assert paced == [
         ("WebhookChannel", 0.0, 100),
         ("SlackChannel", 1.0, 50),
-        ("DiscordChannel", 1.0, 25),
-        ("TeamsChannel", 1.0, 25),
+        ("DiscordChannel", 1.0, 40),
+        ("TeamsChannel", 1.0, 35),
         ("EmailChannel", 1.0, 200),
     ]
     assert (email.smtp_port, email.model_copy(update={"security": "tls"}).smtp_port) == (587, 465)

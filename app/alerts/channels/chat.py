@@ -66,7 +66,8 @@ def _slack_message(heading: str, sections: list[list[str]]) -> dict[str, Any]:
 
 def discord_payloads(messages: Sequence[AlertMessage]) -> list[dict[str, Any]]:
     lines = [
-        f"**{text.label(m)}** {_discord_escape(text.body(m))} — key `{m.key}`" for m in messages
+        f"**{text.label(m)}** {_discord_escape(text.short_body(m))} — key `{m.key}`"
+        for m in messages
     ]
     parts = pack(lines, DISCORD_DESCRIPTION_MAX, DISCORD_EMBEDS_MAX, DISCORD_EMBEDS_TOTAL_MAX)
     heading = _discord_escape(text.title(messages))

@@ -6,9 +6,11 @@ database. Validation errors name the field (pydantic's `loc`, e.g. ("webhook", "
 
 Pacing and batching defaults per kind (the delivery thread applies them): a message at most
 every `min_interval_s` per channel, listing at most `max_batch` alerts. Slack allows about one
-message a second per webhook, Discord 30 a minute per channel with bursts, Teams Workflows
-throttle per flow; the batch caps are what always fits in one message of that service (see
-channels/text.py), so 1,000 monitors failing at once reach Slack in 20 messages.
+message a second per webhook; Discord 5 requests per 2 s per webhook and about 30 messages a
+minute per channel; Teams Workflows throttle per flow. The batch defaults are what fits one
+message of typical alerts (a batch over the service's size limit goes as several, see
+sender.py), so 1,000 monitors failing at once reach Slack in 20 messages, Teams in 29 and
+Discord in 25, about a second apart.
 """
 
 from __future__ import annotations
@@ -106,13 +108,13 @@ class SlackChannel(_UrlChannel):
 class DiscordChannel(_UrlChannel):
     kind: Literal["discord"] = "discord"
     min_interval_s: float = Field(1.0, ge=0, le=3600)
-    max_batch: int = Field(25, ge=1, le=25)
+    max_batch: int = Field(40, ge=1, le=100)
 
 
 class TeamsChannel(_UrlChannel):
     kind: Literal["teams"] = "teams"
     min_interval_s: float = Field(1.0, ge=0, le=3600)
-    max_batch: int = Field(25, ge=1, le=25)
+    max_batch: int = Field(35, ge=1, le=100)
 
 
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}

@@ -89,6 +89,19 @@ def body(message: AlertMessage) -> str:
     return " — ".join(parts)
 
 
+def short_body(message: AlertMessage) -> str:
+    """`body` for tight messages (Discord's 6,000 characters): shorter clips, the time of
+    day only, no link; about 150 characters for a typical alert, so a burst of 40 fits."""
+    parts = [clip(message.monitor_name or message.monitor_slug, 60)]
+    if message.url:
+        parts.append(clip(message.url, 60))
+    at = message.at.astimezone(UTC).strftime("%H:%M:%S UTC")
+    parts.append(f"{message.from_state} → {message.to_state} {at}")
+    if message.summary:
+        parts.append(clip(message.summary, 80))
+    return " — ".join(parts)
+
+
 def title(messages: Sequence[AlertMessage]) -> str:
     """ "API is down", or for a batch "3 monitors down, 1 resolved"."""
     if len(messages) == 1:
