@@ -24,6 +24,7 @@ class Delivered:
     message: EmailMessage
     tls: bool
     login: str | None
+    ehlo: str
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Mailbox:
                     parsed,
                     session.ssl is not None,
                     login,
+                    session.host_name,
                 )
             )
         return "250 OK"

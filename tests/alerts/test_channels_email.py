@@ -84,7 +84,7 @@ def test_starttls_with_login_delivers_one_mail_listing_every_key(
 
     assert (outcome.ok, outcome.status_code, outcome.error) == (True, 250, None)
     (mail,) = mailbox.delivered
-    assert (mail.tls, mail.login) == (True, USER)
+    assert (mail.tls, mail.login, mail.ehlo) == (True, USER, "[127.0.0.1]")
     assert mail.mail_from == "urlhealth@example.org"
     assert mail.rcpt_tos == ["ops@example.org", "oncall@example.org"]
     assert mail.message["Subject"] == "[urlhealth] 3 monitors down"

@@ -35,7 +35,10 @@ from app.engine.policy import DestinationPolicy
 from app.engine.resolver import Resolver, ResolverError
 from app.engine.transport import HttpLayer
 
-# What we call ourselves in EHLO: a fixed word instead of the machine's looked-up name.
+# What we call ourselves in EHLO until connected; then our address literal, which RFC 5321
+# (4.1.4) asks of a client without a meaningful domain name, and which, unlike the
+# machine's looked-up name, costs no lookup (and, unlike "localhost", is not refused by
+# servers that want a fully qualified name).
 EHLO_NAME = "localhost"
 SUBJECT_PREFIX = "[urlhealth] "
 
@@ -77,6 +80,7 @@ def send_mail(
             code, _ = client.connect(channel.host, channel.smtp_port)
         if code != 220:
             return failed(f"SMTP greeting {code}", retryable=code < 500, status_code=code)
+        client.local_hostname = _address_literal(client.sock)
         _step(client, deadline)
         client.ehlo()
         if channel.security == "starttls":
@@ -100,6 +104,13 @@ def send_mail(
         shown = ", ".join(f"{addr} ({code})" for addr, (code, _) in sorted(refused.items()))
         return delivered(250, f"refused recipients: {shown}")
     return delivered(250)
+
+
+def _address_literal(sock: socket.socket | None) -> str:
+    if sock is None:
+        return EHLO_NAME
+    host = str(sock.getsockname()[0])
+    return f"[IPv6:{host}]" if ":" in host else f"[{host}]"
 
 
 def _step(client: smtplib.SMTP, deadline: float) -> None:
