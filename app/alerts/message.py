@@ -61,3 +61,21 @@ def batch_key(messages: Sequence[AlertMessage]) -> str:
         return messages[0].key
     joined = "\n".join(sorted(message.key for message in messages))
     return "batch:" + hashlib.sha256(joined.encode("ascii")).hexdigest()
+
+
+def channel_test_alert(key: str, at: datetime, link: str | None = None) -> AlertMessage:
+    """The alert `POST /v1/channels/{id}/test` sends: no monitor, marked as a test."""
+    return AlertMessage(
+        key=key,
+        kind="test",
+        monitor_slug="urlhealth-test",
+        monitor_name="urlhealth test alert",
+        url="",
+        from_state="up",
+        to_state="up",
+        at=at,
+        since=None,
+        incident_id=None,
+        summary="a test message: alerts reach this channel",
+        link=link,
+    )

@@ -19,9 +19,9 @@ from app.alerts.channels import (
     teams,
 )
 from app.alerts.channels.text import LINE_MAX, LINK_MAX, NAME_MAX, SUMMARY_MAX, URL_MAX
-from app.alerts.message import AlertMessage
+from app.alerts.message import AlertMessage, channel_test_alert
 from app.engine.transport import HttpLayer
-from tests.alerts.build import burst, make_alert
+from tests.alerts.build import AT, burst, make_alert
 from tests.alerts.receivers import (
     ADAPTIVE,
     Answer,
@@ -206,3 +206,15 @@ def test_long_fields_are_clipped_so_one_alert_stays_bounded(kind: str) -> None:
     longest = max(NAME_MAX, URL_MAX, SUMMARY_MAX, LINK_MAX)
     assert "x" * longest not in encoded
     assert len(encoded) < 4 * LINE_MAX  # the alert appears at most twice (Slack), plus markup
+
+
+def test_a_channel_test_message_reads_as_a_test(receiver: Receiver, http: HttpLayer) -> None:
+    url = receiver.shaped("/slack", slack_shape, Answer(200, "ok"))
+    alert = channel_test_alert("test:c7:1", AT)
+    assert send(SlackChannel(url=url), [alert], http).ok
+    text = receiver.received("/slack")[0].json()["text"]
+    assert text.splitlines() == [
+        "Test alert from urlhealth",
+        "*TEST* urlhealth test alert — up → up at 2026-12-02 14:00:05 UTC"
+        " — a test message: alerts reach this channel — key `test:c7:1`",
+    ]

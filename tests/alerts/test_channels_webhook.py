@@ -3,6 +3,7 @@ signature, the idempotency key, and how each kind of answer (or silence) is clas
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -163,3 +164,10 @@ def test_a_name_resolves_through_the_engines_resolver(receiver: Receiver, http: 
     (got,) = receiver.received("/hook")
     assert got.headers["host"].startswith("hooks.test:")
     assert json.loads(got.body)["alerts"][0]["key"] == "m1:t101:c1"
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(receiver: Receiver, http: HttpLayer) -> None:
+    url = receiver.script("/hook").replace("http://", "http://alerts:p%40ss@")
+    assert send(WebhookChannel(url=url), [make_alert(1)], http).ok
+    (got,) = receiver.received("/hook")
+    assert got.headers["authorization"] == "Basic " + base64.b64encode(b"alerts:p@ss").decode()
