@@ -7,23 +7,30 @@ pacing and records are the delivery thread's.
 
 from app.alerts.channels.config import (
     CHANNEL_ADAPTER,
+    OPERATOR_CHANNEL_ADAPTER,
+    AppriseChannel,
     ChannelConfig,
     DiscordChannel,
     EmailChannel,
+    OperatorChannelConfig,
     SlackChannel,
     TeamsChannel,
     WebhookChannel,
     mask_url,
     parse_channel,
+    parse_operator_channel,
 )
 from app.alerts.channels.outcome import SendOutcome
 from app.alerts.channels.sender import batches, send, validate_destination
 
 __all__ = [
     "CHANNEL_ADAPTER",
+    "OPERATOR_CHANNEL_ADAPTER",
+    "AppriseChannel",
     "ChannelConfig",
     "DiscordChannel",
     "EmailChannel",
+    "OperatorChannelConfig",
     "SendOutcome",
     "SlackChannel",
     "TeamsChannel",
@@ -31,6 +38,7 @@ __all__ = [
     "batches",
     "mask_url",
     "parse_channel",
+    "parse_operator_channel",
     "send",
     "validate_destination",
 ]

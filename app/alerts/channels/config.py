@@ -174,6 +174,27 @@ class EmailChannel(_Channel):
         return data
 
 
+class AppriseChannel(_Channel):
+    """Operator-only (the monitors file, never the API): Apprise resolves names and connects
+    by itself, outside the destination policy, so only the operator may point it somewhere.
+    Needs the optional extra `urlhealth[apprise]`."""
+
+    kind: Literal["apprise"] = "apprise"
+    urls: list[SecretStr] = Field(min_length=1, max_length=20, description="Apprise URLs.")
+    min_interval_s: float = Field(1.0, ge=0, le=3600)
+    max_batch: int = Field(50, ge=1, le=500)
+
+    def masked(self) -> dict[str, Any]:
+        data = super().masked()
+        data["urls"] = [_scheme(url.get_secret_value()) + f"://{MASK}" for url in self.urls]
+        return data
+
+    def stored(self) -> dict[str, Any]:
+        data = super().stored()
+        data["urls"] = [url.get_secret_value() for url in self.urls]
+        return data
+
+
 ChannelConfig = Annotated[
     WebhookChannel | SlackChannel | DiscordChannel | TeamsChannel | EmailChannel,
     Field(discriminator="kind"),
@@ -181,9 +202,23 @@ ChannelConfig = Annotated[
 CHANNEL_ADAPTER: TypeAdapter[ChannelConfig] = TypeAdapter(ChannelConfig)
 
 
+# What the monitors file may define: every kind, and Apprise.
+OperatorChannelConfig = Annotated[
+    WebhookChannel | SlackChannel | DiscordChannel | TeamsChannel | EmailChannel | AppriseChannel,
+    Field(discriminator="kind"),
+]
+OPERATOR_CHANNEL_ADAPTER: TypeAdapter[OperatorChannelConfig] = TypeAdapter(OperatorChannelConfig)
+
+
 def parse_channel(data: Any) -> ChannelConfig:
-    """A channel from its stored or submitted form; raises pydantic's ValidationError."""
+    """A channel from the API or the database; raises pydantic's ValidationError (an
+    "apprise" channel is refused here: it is for the monitors file only)."""
     return CHANNEL_ADAPTER.validate_python(data)
+
+
+def parse_operator_channel(data: Any) -> OperatorChannelConfig:
+    """A channel from the monitors file, where the operator may also use Apprise."""
+    return OPERATOR_CHANNEL_ADAPTER.validate_python(data)
 
 
 def check_http_url(value: str) -> str:
@@ -211,6 +246,11 @@ def mask_url(value: str) -> str:
         path = f"/{MASK}"
     query = "&".join(f"{name}={MASK}" for name in dict.fromkeys(url.params.keys()))
     return f"{url.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+def _scheme(url: str) -> str:
+    scheme, separator, _ = url.partition("://")
+    return scheme if separator and scheme.isalnum() else "apprise"
 
 
 def _address(value: str) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx
 
-from app.alerts.channels import chat, mail, teams, webhook
+from app.alerts.channels import chat, mail, relay, teams, webhook
 from app.alerts.channels.config import (
+    AppriseChannel,
     ChannelConfig,
     DiscordChannel,
     EmailChannel,
@@ -34,7 +35,9 @@ from app.engine.resolver import Resolver, ResolverError
 from app.engine.transport import HttpLayer
 
 
-def send(config: ChannelConfig, messages: Sequence[AlertMessage], http: HttpLayer) -> SendOutcome:
+def send(
+    config: ChannelConfig | AppriseChannel, messages: Sequence[AlertMessage], http: HttpLayer
+) -> SendOutcome:
     """Deliver `messages` (1 to config.max_batch of them) once; never raises for anything the
     network or the receiver does. Raises ValueError for an empty or oversized batch (split
     with `batches`)."""
@@ -49,6 +52,8 @@ def send(config: ChannelConfig, messages: Sequence[AlertMessage], http: HttpLaye
         return post(http, config.url, raw, webhook.headers(config, messages, raw), config.timeout_s)
     if isinstance(config, EmailChannel):
         return mail.send_mail(config, messages, http)
+    if isinstance(config, AppriseChannel):
+        return relay.send_apprise(config, messages)  # outside the policy: operator-only
     if isinstance(config, SlackChannel):
         payloads = chat.slack_payloads(messages)
     elif isinstance(config, DiscordChannel):
@@ -58,7 +63,9 @@ def send(config: ChannelConfig, messages: Sequence[AlertMessage], http: HttpLaye
     return _post_parts(http, config, payloads)
 
 
-def batches(config: ChannelConfig, messages: Sequence[AlertMessage]) -> list[list[AlertMessage]]:
+def batches(
+    config: ChannelConfig | AppriseChannel, messages: Sequence[AlertMessage]
+) -> list[list[AlertMessage]]:
     """`messages` in order, in batches of at most the channel's max_batch."""
     size = config.max_batch
     return [list(messages[i : i + size]) for i in range(0, len(messages), size)]
@@ -84,11 +91,16 @@ def _post_parts(
 
 
 def validate_destination(
-    config: ChannelConfig, policy: DestinationPolicy, resolver: Resolver | None = None
+    config: ChannelConfig | AppriseChannel,
+    policy: DestinationPolicy,
+    resolver: Resolver | None = None,
 ) -> str | None:
     """Why the channel's destination is refused, or None. Judges the port, an IP literal, and
     with a resolver every address the name resolves to now. A name that does not resolve now
     passes: the send-time check (on every connect) still applies."""
+    if isinstance(config, AppriseChannel):
+        # Apprise connects by itself, outside the policy: operator-only.
+        return "destination refused: apprise channels are for the monitors file only"
     if isinstance(config, EmailChannel):
         host, port = config.host, config.smtp_port
     else:
