@@ -174,7 +174,7 @@ def test_teams_gets_an_adaptive_card_listing_every_key(receiver: Receiver, http:
 
 def test_teams_burst_of_its_default_batch_is_one_card(receiver: Receiver, http: HttpLayer) -> None:
     url = receiver.shaped("/teams", teams_shape, Answer(202))
-    assert send(TeamsChannel(url=url), burst(35), http) == SendOutcome(True, False, 202)
+    assert send(TeamsChannel(url=url), burst(40), http) == SendOutcome(True, False, 202)
     assert len(receiver.received("/teams")) == 1
 
 
@@ -182,7 +182,7 @@ def test_teams_batch_at_its_longest_fits_in_28_kb_parts(
     receiver: Receiver, http: HttpLayer
 ) -> None:
     url = receiver.shaped("/teams", teams_shape, Answer(202))
-    outcome = send(TeamsChannel(url=url), long_burst(35), http)
+    outcome = send(TeamsChannel(url=url), long_burst(40), http)
     assert outcome.ok, outcome.error
     keys = [
         fact["value"]
@@ -191,7 +191,7 @@ def test_teams_batch_at_its_longest_fits_in_28_kb_parts(
         for fact in c["items"][1]["facts"]
         if fact["title"] == "Key"
     ]
-    assert sorted(keys) == sorted(a.key for a in long_burst(35))
+    assert sorted(keys) == sorted(a.key for a in long_burst(40))
     assert all(len(r.body) <= 28 * 1024 for r in receiver.received("/teams"))
 
 

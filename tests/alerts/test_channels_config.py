@@ -165,7 +165,7 @@ def test_pacing_defaults_per_kind() -> None:
         ("WebhookChannel", 0.0, 100),
         ("SlackChannel", 1.0, 50),
         ("DiscordChannel", 1.0, 40),
-        ("TeamsChannel", 1.0, 35),
+        ("TeamsChannel", 1.0, 40),
         ("EmailChannel", 1.0, 200),
     ]
     assert (email.smtp_port, email.model_copy(update={"security": "tls"}).smtp_port) == (587, 465)

@@ -9,8 +9,8 @@ every `min_interval_s` per channel, listing at most `max_batch` alerts. Slack al
 message a second per webhook; Discord 5 requests per 2 s per webhook and about 30 messages a
 minute per channel; Teams Workflows throttle per flow. The batch defaults are what fits one
 message of typical alerts (a batch over the service's size limit goes as several, see
-sender.py), so 1,000 monitors failing at once reach Slack in 20 messages, Teams in 29 and
-Discord in 25, about a second apart.
+sender.py), so 1,000 monitors failing at once reach Slack in 20 messages, Teams and Discord in
+25, about a second apart (measured: sending them takes well under a second of CPU).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class DiscordChannel(_UrlChannel):
 class TeamsChannel(_UrlChannel):
     kind: Literal["teams"] = "teams"
     min_interval_s: float = Field(1.0, ge=0, le=3600)
-    max_batch: int = Field(35, ge=1, le=100)
+    max_batch: int = Field(40, ge=1, le=100)
 
 
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
