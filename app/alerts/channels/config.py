@@ -54,7 +54,9 @@ class _Channel(BaseModel):
 
 
 class _UrlChannel(_Channel):
-    url: str = Field(description="The webhook URL; write-only: reads show it masked.")
+    url: str = Field(
+        max_length=2048, description="The webhook URL; write-only: reads show it masked."
+    )
 
     @field_validator("url")
     @classmethod
@@ -70,7 +72,9 @@ class _UrlChannel(_Channel):
 class WebhookChannel(_UrlChannel):
     kind: Literal["webhook"] = "webhook"
     secret: SecretStr | None = Field(None, description="Signs each body (HMAC-SHA256).")
-    headers: dict[str, str] = Field(default_factory=dict, description="Sent with each request.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, max_length=20, description="Sent with each request."
+    )
     min_interval_s: float = Field(0.0, ge=0, le=3600)
     max_batch: int = Field(100, ge=1, le=1000)
 
