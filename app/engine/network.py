@@ -238,6 +238,15 @@ class CheckBackend(httpcore.NetworkBackend):
         self._resolver = resolver
         self.sockets = _Sockets()
 
+    @property
+    def policy(self) -> DestinationPolicy:
+        """The policy every connection is judged by (alert senders outside HTTP use it too)."""
+        return self._policy
+
+    @property
+    def resolver(self) -> Resolver:
+        return self._resolver
+
     def connect_tcp(
         self,
         host: str,

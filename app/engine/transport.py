@@ -202,6 +202,11 @@ class HttpLayer:
         self._idle_count -= len(taken)
         return taken
 
+    def tls_context(self, verify: bool) -> ssl.SSLContext:
+        """The shared client context (with the configured CA bundle when verifying), for
+        connections made outside lanes, such as alert e-mail over SMTP."""
+        return self._contexts[verify]
+
     def idle_clients(self) -> int:
         with self._lock:
             return self._idle_count

@@ -1,0 +1,1 @@
+"""Alerts: telling people when a monitor goes down, degrades or recovers (issue 10)."""
