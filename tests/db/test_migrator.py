@@ -21,7 +21,7 @@ TABLES = {"alembic_version", "instances", "jobs", "job_urls", "results"} | {
     "monitor_results",
     "monitor_rollups",
     "incidents",
-}
+} | {"channels", "alert_rules", "alert_outbox", "alert_attempts", "maintenance_windows"}
 
 
 def test_upgrade_applies_the_schema_once_then_does_nothing(database: Database) -> None:
