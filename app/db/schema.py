@@ -320,7 +320,9 @@ alert_outbox = Table(
     UniqueConstraint("channel_id", "key"),
 )
 # The delivery thread's scan: due rows by status and time.
-Index("ix_alert_outbox_status_next_attempt_at", alert_outbox.c.status, alert_outbox.c.next_attempt_at)
+Index(
+    "ix_alert_outbox_status_next_attempt_at", alert_outbox.c.status, alert_outbox.c.next_attempt_at
+)
 # Retention and the newest-first listing.
 Index("ix_alert_outbox_created_at", alert_outbox.c.created_at)
 
