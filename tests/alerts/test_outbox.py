@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.alerts import admin, outbox
 from app.alerts.outbox import AlertHook
+from app.alerts.rules import alert_key
 from app.db.schema import alert_outbox, maintenance_windows, monitors
 from app.monitors.recorder import Recorder, to_ms, write_check
 from tests.support.alerts import add_channel, add_rule, record
@@ -127,14 +128,8 @@ def test_a_label_rule_wins_over_a_group_rule_and_the_monitor_over_both(
     assert rows(store, muted) == []
 
 
-def admin_channels() -> Any:
-    from app.db.schema import channels
-
-    return channels
-
-
 def test_reminders_come_once_per_interval_while_down(store: HistoryStore) -> None:
-    recorder, m, a, b = setup(store, reminder_interval_s=600)
+    recorder, m, _, _ = setup(store, reminder_interval_s=600)
     (down,) = record(recorder, m, ["down"] * 3)
     since = down.since
 
@@ -177,7 +172,7 @@ def test_maintenance_holds_the_alert_and_sends_it_if_still_down_when_it_ends(
 
 
 def test_maintenance_silences_what_recovered_inside_it(store: HistoryStore) -> None:
-    recorder, m, a, b = setup(store)
+    recorder, m, _, _ = setup(store)
     end = T0 + timedelta(hours=1)
     add_window(store, match_group="web", starts_at=T0, ends_at=end)
     store.writer.submit(
@@ -209,8 +204,6 @@ def test_a_recurring_window_follows_its_time_zone(store: HistoryStore) -> None:
 def test_the_key_is_stable_per_transition(store: HistoryStore) -> None:
     recorder, m, a, _ = setup(store)
     (down,) = record(recorder, m, ["down"] * 3)
-    from app.alerts.rules import alert_key
-
     (row, _) = rows(store, m)
     assert row.key == alert_key(m, to_ms(down.since), "down", a)
     # a write_check of the same result does not replay a transition (state already down)

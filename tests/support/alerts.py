@@ -39,7 +39,7 @@ class WebhookConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class Outcome_:
+class Sent:
     ok: bool
     retryable: bool = False
     status_code: int | None = None
@@ -47,7 +47,7 @@ class Outcome_:
     retry_after_s: float | None = None
 
 
-def send(config: Any, messages: Sequence[Any], http: Any) -> Outcome_:
+def send(config: Any, messages: Sequence[Any], http: Any) -> Sent:
     """POST the batch as JSON, its keys in the idempotency header."""
     keys = ",".join(m["key"] for m in messages)
     try:
@@ -55,11 +55,11 @@ def send(config: Any, messages: Sequence[Any], http: Any) -> Outcome_:
             config.url, json={"messages": list(messages)}, headers={IDEMPOTENCY_HEADER: keys}
         )
     except httpx.HTTPError as exc:
-        return Outcome_(False, True, None, f"{type(exc).__name__}: {exc}")
+        return Sent(False, True, None, f"{type(exc).__name__}: {exc}")
     if response.is_success:
-        return Outcome_(True, status_code=response.status_code)
+        return Sent(True, status_code=response.status_code)
     retryable = response.status_code == 429 or response.status_code >= 500
-    return Outcome_(False, retryable, response.status_code, f"status {response.status_code}")
+    return Sent(False, retryable, response.status_code, f"status {response.status_code}")
 
 
 class Codec:

@@ -9,6 +9,8 @@ Written out in full, not importing app.db.schema (see 0001).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,7 +20,7 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
-def _stamps() -> list[sa.Column[object]]:
+def _stamps() -> list[sa.Column[datetime]]:
     return [
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
