@@ -121,7 +121,7 @@ def test_a_label_rule_wins_over_a_group_rule_and_the_monitor_over_both(
     for m in (grouped, labelled, own, muted):
         record(recorder, m, ["down"] * 3)
     with store.database.engine.connect() as connection:
-        slugs = {row.id: row.slug for row in connection.execute(select(admin_channels()))}
+        slugs = {row.id: row.slug for row in connection.execute(select(channels))}
     assert [slugs[r.channel_id] for r in rows(store, grouped)] == ["by-group"]
     assert [slugs[r.channel_id] for r in rows(store, labelled)] == ["by-label"]
     assert [slugs[r.channel_id] for r in rows(store, own)] == ["own"]
