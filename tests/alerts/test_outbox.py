@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.alerts import admin, outbox
 from app.alerts.outbox import AlertHook
 from app.alerts.rules import alert_key
-from app.db.schema import alert_outbox, maintenance_windows, monitors
+from app.db.schema import alert_outbox, channels, maintenance_windows, monitors
 from app.monitors.recorder import Recorder, to_ms, write_check
 from tests.support.alerts import add_channel, add_rule, record
 from tests.support.monitors import T0, HistoryStore, add_monitor, check
