@@ -120,6 +120,10 @@ class Delivery:
         self._thread.start()
         return self
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def nudge(self) -> None:
         """Work may be there: look now rather than at the next scan."""
         if self._nudges.qsize() < 2:  # one waiting is enough to wake the thread

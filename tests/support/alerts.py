@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -91,7 +92,11 @@ class Receiver:
                 with receiver._lock:
                     number = len(receiver.requests)
                     receiver.requests.append(
-                        {"keys": self.headers[IDEMPOTENCY_HEADER], "body": body}
+                        {
+                            "keys": self.headers[IDEMPOTENCY_HEADER],
+                            "body": body,
+                            "at": time.monotonic(),
+                        }
                     )
                 receiver.arrived.set()
                 if receiver.hold:
