@@ -213,3 +213,30 @@ def test_the_key_is_stable_per_transition(store: HistoryStore) -> None:
         )
         is None
     )
+
+
+def test_retention_deletes_final_rows_and_their_attempts_never_owed_ones(
+    store: HistoryStore,
+) -> None:
+    from app.alerts.retention import prune_outbox
+    from app.db.schema import alert_attempts
+
+    recorder, m, _, _ = setup(store)
+    record(recorder, m, ["down"] * 3)
+    sent, owed = rows(store, m)
+    now = sent.created_at + timedelta(days=31)
+
+    def write(c: Any) -> None:
+        c.execute(alert_outbox.update().where(alert_outbox.c.id == sent.id).values(status="sent"))
+        c.execute(
+            alert_attempts.insert().values(
+                outbox_id=sent.id, at=T0, ok=True, status_code=200, duration_ms=1.0
+            )
+        )
+
+    store.writer.submit(write).result(10)
+    kept = store.writer.submit(lambda c: prune_outbox(c, before=now - timedelta(days=40)))
+    assert kept.result(10).rows == 0
+    pruned = store.writer.submit(lambda c: prune_outbox(c, before=now - timedelta(days=30)))
+    assert pruned.result(10).rows == 2  # the sent row and its attempt
+    assert [r.id for r in rows(store, m)] == [owed.id]
