@@ -8,6 +8,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from app.alerts.contract import NO_SENDERS, Senders
+from app.alerts.delivery import DeliveryConfig
+from app.alerts.retention import AlertRetention
+from app.alerts.service import Alerts
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
@@ -29,14 +33,22 @@ class Services:
     http: HttpLayer
     dispatcher: Dispatcher
     coordinator: ShutdownCoordinator
+    alerts: Alerts
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def build(cls, settings: Settings, resolver: Resolver | None = None) -> Services:
-        """`resolver` is for tests that need DNS answers no real name has. Opens (and
-        migrates) the database: raises DatabaseError, naming the masked URL, if it cannot."""
+    def build(
+        cls,
+        settings: Settings,
+        resolver: Resolver | None = None,
+        alert_senders: Senders | None = None,
+    ) -> Services:
+        """`resolver` is for tests that need DNS answers no real name has; `alert_senders`
+        for tests that send alerts to a loopback receiver. Opens (and migrates) the
+        database: raises DatabaseError, naming the masked URL, if it cannot."""
         history = HistoryRetention(settings.history_raw_days, settings.history_rollup_days)
-        storage = Storage.open(settings, retention_tasks=(history,))
+        outbox = AlertRetention(settings.alert_retention_days)
+        storage = Storage.open(settings, retention_tasks=(history, outbox))
         store = storage.store
         http = HttpLayer(
             settings.user_agent,
@@ -56,7 +68,15 @@ class Services:
             min_host_interval_s=settings.min_host_interval_s,
         )
         coordinator = ShutdownCoordinator(dispatcher, http, settings.shutdown_grace_s, stopping)
-        return cls(settings, storage, http, dispatcher, coordinator)
+        # The monitors' Recorder takes `alerts.hook` as its on_transition.
+        alerts = Alerts(
+            storage.database,
+            storage.writer,
+            alert_senders or NO_SENDERS,
+            storage.instance.id,
+            DeliveryConfig.from_settings(settings),
+        ).start()
+        return cls(settings, storage, http, dispatcher, coordinator, alerts)
 
     @property
     def store(self) -> DurableStore:
@@ -66,6 +86,8 @@ class Services:
         """After the drain: release the pool and the connections, then flush what is left
         for the database (every check is final by now) and close it."""
         self.dispatcher.close()
+        # Before the writer stops: sends in flight are recorded, unsent claims given back.
+        self.alerts.stop(self.settings.shutdown_grace_s)
         self.http.abort_in_flight()
         self.http.close()
         self.storage.close()

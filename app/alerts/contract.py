@@ -7,7 +7,8 @@ imports none of them: tests pass a loopback webhook sender, the service passes t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -49,3 +50,44 @@ class Codec(Protocol):
 
     def config(self, raw: Mapping[str, Any]) -> ChannelConfig: ...
     def message(self, payload: Mapping[str, Any]) -> Any: ...
+
+
+def _allowed(config: Any) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Senders:
+    """The senders as the service is given them: `http` is what `send` takes (the checks'
+    HTTP layer, so webhooks meet the destination policy), `validate` says why a channel's
+    destination is refused (validate_destination bound to the policy), or None."""
+
+    codec: Codec
+    send: Send
+    http: Any
+    validate: Callable[[Any], str | None] = _allowed
+
+
+class _NoCodec:
+    def config(self, raw: Mapping[str, Any]) -> ChannelConfig:
+        raise ValueError("no channel senders are installed in this build")
+
+    def message(self, payload: Mapping[str, Any]) -> Any:
+        return dict(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class _NotSent:
+    error: str = "no channel senders are installed in this build"
+    ok: bool = False
+    retryable: bool = False
+    status_code: int | None = None
+    retry_after_s: float | None = None
+
+
+def _no_send(config: Any, messages: Sequence[Any], http: Any, /) -> SendOutcome:
+    return _NotSent()
+
+
+# Until the senders (app/alerts/channels/) are wired in: channels are refused, nothing is sent.
+NO_SENDERS = Senders(_NoCodec(), _no_send, None)

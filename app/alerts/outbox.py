@@ -271,8 +271,11 @@ def _alerted(connection: Connection, channel_id: int, incident_id: int | None) -
     return found is not None
 
 
-def add_test(connection: Connection, channel_id: int, key: str, message: dict[str, Any]) -> int:
-    """A channel's test message, as a row (so its attempts show like any other's); its id."""
+def add_test(
+    connection: Connection, channel_id: int, key: str, message: dict[str, Any], owner: str
+) -> int:
+    """A channel's test message, as a row claimed by its sender at once (so its attempt shows
+    like any other's, and no delivery thread takes it); its id."""
     now = utcnow()
     return int(
         connection.execute(
@@ -282,9 +285,11 @@ def add_test(connection: Connection, channel_id: int, key: str, message: dict[st
                 key=key,
                 kind="test",
                 payload={**message, "key": key},
-                status=PENDING,
-                attempts=0,
+                status=SENDING,
+                attempts=1,
                 next_attempt_at=now,
+                claimed_by=owner,
+                claimed_at=now,
                 created_at=now,
             )
             .returning(alert_outbox.c.id)
