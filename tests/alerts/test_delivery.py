@@ -18,15 +18,15 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from app.alerts import claims
+from app.alerts import admin, claims
 from app.alerts.delivery import Delivery
 from app.alerts.outbox import AlertHook
 from app.db.engine import open_database
-from app.db.schema import alert_attempts, alert_outbox
+from app.db.schema import alert_attempts, alert_outbox, maintenance_windows
 from app.db.writer import Writer
 from app.monitors.recorder import Recorder
 from tests.support.alerts import FAST, Receiver, add_channel, add_rule, delivery, record
-from tests.support.monitors import HistoryStore, add_monitor
+from tests.support.monitors import HistoryStore, add_monitor, check
 
 DEADLINE_S = 30.0
 
@@ -238,3 +238,31 @@ def test_backoff_doubles_honours_retry_after_and_ends() -> None:
     assert at(1, retry_after=1) == 5
     assert at(10) is None  # max attempts
     assert at(1, age_s=3599) is None  # past max age
+
+
+def test_a_monitor_still_down_when_its_window_ends_alerts_then(
+    store: HistoryStore, receiver: Receiver, http: httpx.Client
+) -> None:
+    add_channel(store.database, store.writer, "Ops", receiver.url)
+    add_rule(store.writer, "all", ["ops"])
+    m = add_monitor(store.database, "m")
+    now = datetime.now(UTC)
+    end = now + timedelta(seconds=1.5)
+    window = {
+        "name": "deploy",
+        "monitor_id": m,
+        "match_labels": {},
+        "starts_at": now - timedelta(hours=1),
+        "ends_at": end,
+    }
+    store.writer.submit(lambda c: admin.add(c, maintenance_windows, window)).result(10)
+    recorder = Recorder(store.writer, on_transition=AlertHook())
+    for n in range(3):
+        at = now - timedelta(minutes=3 - n)
+        recorder.submit(m, 1, at, check("down", at=at)).result(10)
+    with running(delivery(store.database, store.writer, http, "one")):
+        assert wait_for(all_sent(store))
+    assert datetime.now(UTC) >= end
+    (row,) = outbox_rows(store)
+    assert row.sent_at >= end  # held through the window, sent once it ended
+    assert receiver.accepted_keys() == [row.key]

@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from app.alerts import admin, outbox
 from app.alerts.outbox import AlertHook
+from app.alerts.retention import prune_outbox
 from app.alerts.rules import alert_key
-from app.db.schema import alert_outbox, channels, maintenance_windows, monitors
+from app.db.schema import alert_attempts, alert_outbox, channels, maintenance_windows, monitors
 from app.monitors.recorder import Recorder, to_ms, write_check
 from tests.support.alerts import add_channel, add_rule, record
 from tests.support.monitors import T0, HistoryStore, add_monitor, check
@@ -218,9 +219,6 @@ def test_the_key_is_stable_per_transition(store: HistoryStore) -> None:
 def test_retention_deletes_final_rows_and_their_attempts_never_owed_ones(
     store: HistoryStore,
 ) -> None:
-    from app.alerts.retention import prune_outbox
-    from app.db.schema import alert_attempts
-
     recorder, m, _, _ = setup(store)
     record(recorder, m, ["down"] * 3)
     sent, owed = rows(store, m)
