@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, select
 
-from app.db.schema import maintenance_windows
+from app.db.schema import maintenance_windows, monitors
+from app.monitors.model import MonitorState
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +130,26 @@ def in_maintenance(
     return any(
         w.covers(monitor_id, group, labels) and w.active_until(now) is not None for w in windows
     )
+
+
+def covered_now(connection: Connection, now: datetime) -> set[int]:
+    """The ids of monitors inside an active window at `now`: what reads show as
+    `maintenance`. No active window (the usual case) costs one read of the windows."""
+    active = [w for w in load(connection) if w.active_until(now) is not None]
+    if not active:
+        return set()
+    rows = connection.execute(select(monitors.c.id, monitors.c.group_name, monitors.c.labels))
+    return {
+        row.id
+        for row in rows
+        if any(w.covers(row.id, row.group_name, row.labels or {}) for w in active)
+    }
+
+
+def shown_state(state: str, paused: bool, in_window: bool) -> str:
+    """The state a read shows: `paused` and `maintenance` over the stored one (which the
+    state machine goes on deciding underneath: a monitor still down when the window ends
+    is alerted then)."""
+    if paused:
+        return MonitorState.PAUSED.value
+    return MonitorState.MAINTENANCE.value if in_window else state

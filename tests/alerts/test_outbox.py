@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.alerts import admin, outbox
+from app.alerts.maintenance import covered_now, shown_state
 from app.alerts.outbox import AlertHook
 from app.alerts.retention import prune_outbox
 from app.alerts.rules import alert_key
@@ -238,3 +239,17 @@ def test_retention_deletes_final_rows_and_their_attempts_never_owed_ones(
     pruned = store.writer.submit(lambda c: prune_outbox(c, before=now - timedelta(days=30)))
     assert pruned.result(10).rows == 2  # the sent row and its attempt
     assert [r.id for r in rows(store, m)] == [owed.id]
+
+
+def test_reads_show_maintenance_for_the_monitors_a_window_covers_now(
+    store: HistoryStore,
+) -> None:
+    web = add_monitor(store.database, "web", group_name="web")
+    add_monitor(store.database, "db", group_name="db")
+    add_window(store, match_group="web", starts_at=T0, ends_at=T0 + timedelta(hours=1))
+    with store.database.engine.connect() as connection:
+        assert covered_now(connection, T0 + timedelta(minutes=5)) == {web}
+        assert covered_now(connection, T0 + timedelta(hours=1)) == set()
+    assert shown_state("down", False, True) == "maintenance"
+    assert shown_state("down", True, True) == "paused"
+    assert shown_state("down", False, False) == "down"
