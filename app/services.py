@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from app.alerts.contract import NO_SENDERS, Senders
-from app.alerts.delivery import DeliveryConfig
+from app.alerts.policy import DeliveryConfig
 from app.alerts.retention import AlertRetention
 from app.alerts.service import Alerts
 from app.config import Settings

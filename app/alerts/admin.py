@@ -55,3 +55,16 @@ def find(connection: Connection, table: Table, ref: str) -> Row[Any] | None:
 def page(connection: Connection, table: Table, offset: int, limit: int) -> list[Row[Any]]:
     query = select(table).order_by(table.c.id).offset(offset).limit(limit)
     return list(connection.execute(query))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged

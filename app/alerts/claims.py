@@ -131,29 +131,6 @@ def release(connection: Connection, owner: str, ids: Sequence[int]) -> int:
     ).rowcount
 
 
-def retry_at(
-    attempts: int,
-    created_at: datetime,
-    now: datetime,
-    retry_after_s: float | None,
-    base_s: float,
-    max_delay_s: float,
-    max_attempts: int,
-    max_age_s: float,
-) -> datetime | None:
-    """When to try again after `attempts` failed, or None once attempts or age run out.
-    Exponential backoff; a receiver's Retry-After wins when it asks for longer."""
-    if attempts >= max_attempts:
-        return None
-    delay = min(max_delay_s, base_s * 2 ** (attempts - 1))
-    if retry_after_s is not None:
-        delay = max(delay, min(retry_after_s, max_delay_s))
-    at = now + timedelta(seconds=delay)
-    if at - created_at > timedelta(seconds=max_age_s):
-        return None
-    return at
-
-
 def next_due(connection: Connection) -> datetime | None:
     """When the soonest pending row falls due (the index on status, next_attempt_at)."""
     return connection.execute(

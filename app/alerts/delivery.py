@@ -38,7 +38,7 @@ from sqlalchemy import Connection
 from app.alerts import claims, outbox
 from app.alerts.claims import Claimed, Done
 from app.alerts.contract import ChannelConfig, Codec, Send
-from app.config import Settings
+from app.alerts.policy import DeliveryConfig, retry_at
 from app.db.engine import Database
 from app.db.writer import Writer
 
@@ -48,29 +48,6 @@ T = TypeVar("T")
 SCAN_LIMIT = 2000  # due rows read per round
 WRITE_TIMEOUT_S = 30.0
 ERROR_CHARS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryConfig:
-    scan_interval_s: float = 5.0
-    workers: int = 4
-    lease_s: float = 120.0
-    retry_base_s: float = 5.0
-    retry_max_delay_s: float = 600.0
-    max_attempts: int = 10
-    max_age_s: float = 86_400.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        return cls(
-            settings.alert_scan_interval_s,
-            settings.alert_send_workers,
-            settings.alert_lease_s,
-            settings.alert_retry_base_s,
-            settings.alert_retry_max_delay_s,
-            settings.alert_max_attempts,
-            settings.alert_max_age_s,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +270,7 @@ class Delivery:
                 duration,
                 None
                 if outcome.ok or not outcome.retryable
-                else claims.retry_at(
+                else retry_at(
                     row.attempts,
                     row.created_at,
                     at,

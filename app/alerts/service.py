@@ -17,8 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from app.alerts import admin, claims, maintenance, outbox, reads
 from app.alerts.claims import Claimed
 from app.alerts.contract import Senders
-from app.alerts.delivery import Delivery, DeliveryConfig
+from app.alerts.delivery import Delivery
+from app.alerts.errors import Conflict, Invalid, NotFound
 from app.alerts.outbox import AlertHook
+from app.alerts.policy import DeliveryConfig
 from app.db.engine import Database
 from app.db.schema import alert_rules, channels, maintenance_windows, monitors
 from app.db.writer import Writer
@@ -35,20 +37,6 @@ from app.schemas.alerts import (
 
 T = TypeVar("T")
 WRITE_TIMEOUT_S = 30.0
-
-
-class NotFound(LookupError):
-    pass
-
-
-class Invalid(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class Conflict(RuntimeError):
-    pass
 
 
 class Alerts:
@@ -124,7 +112,7 @@ class Alerts:
         if name is not None:
             values.update(name=name, slug=admin.slugify(name))
         if config is not None:
-            merged = _merge(row.config, config)
+            merged = admin.merge_patch(row.config, config)
             values.update(config=self._checked_config(merged), kind=str(merged.get("kind")))
         if values:
             self._unique(lambda c: admin.change(c, channels, row.id, values), "that name")
@@ -291,16 +279,3 @@ class Alerts:
             return self._write(fn)
         except IntegrityError:
             raise Conflict(f"{what} exists already") from None
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7396 JSON merge patch."""
-    if not isinstance(patch, Mapping):
-        return patch
-    merged = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = _merge(merged.get(key), value)
-    return merged

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from fastapi import HTTPException
 
-from app.alerts.service import Conflict, Invalid, NotFound
+from app.alerts.errors import Conflict, Invalid, NotFound
 
 T = TypeVar("T")
 

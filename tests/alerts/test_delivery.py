@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from app.alerts import admin, claims
 from app.alerts.delivery import Delivery
 from app.alerts.outbox import AlertHook
+from app.alerts.policy import retry_at
 from app.db.engine import open_database
 from app.db.schema import alert_attempts, alert_outbox, maintenance_windows
 from app.db.writer import Writer
@@ -230,7 +231,7 @@ def test_backoff_doubles_honours_retry_after_and_ends() -> None:
 
     def at(attempts: int, retry_after: float | None = None, age_s: float = 0) -> float | None:
         now = t0 + timedelta(seconds=age_s)
-        when = claims.retry_at(attempts, t0, now, retry_after, 5, 600, 10, 3600)
+        when = retry_at(attempts, t0, now, retry_after, 5, 600, 10, 3600)
         return None if when is None else (when - now).total_seconds()
 
     assert [at(1), at(2), at(3), at(9)] == [5, 10, 20, 600]

@@ -17,7 +17,8 @@ import httpx
 from pydantic import BaseModel
 
 from app.alerts import admin
-from app.alerts.delivery import Delivery, DeliveryConfig
+from app.alerts.delivery import Delivery
+from app.alerts.policy import DeliveryConfig
 from app.db.engine import Database
 from app.db.schema import alert_rules, channels
 from app.db.writer import Writer
