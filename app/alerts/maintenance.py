@@ -115,9 +115,12 @@ def window_from(row: Any) -> Window:
     )
 
 
+_ALL = select(maintenance_windows)
+
+
 def load(connection: Connection) -> list[Window]:
     """Every window (a short table: one row per rule of silence, not per monitor)."""
-    return [window_from(row) for row in connection.execute(select(maintenance_windows))]
+    return [window_from(row) for row in connection.execute(_ALL)]
 
 
 def in_maintenance(

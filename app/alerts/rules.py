@@ -61,6 +61,9 @@ class RuleRow:
         return 2 if self.match_group is not None else 1
 
 
+_ALL = select(alert_rules).order_by(alert_rules.c.id)
+
+
 def load(connection: Connection) -> list[RuleRow]:
     """Every rule: a short table (rules are per group or label, not per monitor)."""
     return [
@@ -75,7 +78,7 @@ def load(connection: Connection) -> list[RuleRow]:
                 row.reminder_interval_s,
             ),
         )
-        for row in connection.execute(select(alert_rules).order_by(alert_rules.c.id))
+        for row in connection.execute(_ALL)
     ]
 
 
