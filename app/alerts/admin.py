@@ -52,6 +52,34 @@ def find(connection: Connection, table: Table, ref: str) -> Row[Any] | None:
     return None
 
 
+def sync_file(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[str]:
+    """Make the `source: file` rows of `table` exactly `rows` (by slug), inside the caller's
+    transaction; a slug or name an API row holds is reported and nothing is changed."""
+    existing = {row.slug: row for row in connection.execute(select(table))}
+    names = {row.name: row for row in existing.values()}
+    taken = [
+        f"{row['name']!r} is defined over the API: rename one of them"
+        for row in rows
+        for found in (existing.get(row["slug"]) or names.get(row["name"]),)
+        if found is not None and found.source != "file"
+    ]
+    if taken:
+        return taken
+    now = datetime.now(UTC)
+    wanted = {row["slug"] for row in rows}
+    for row in rows:
+        found = existing.get(row["slug"])
+        if found is None:
+            add(connection, table, {**row, "source": "file"})
+        elif any(getattr(found, key) != value for key, value in row.items()):
+            values = {**row, "updated_at": now}
+            connection.execute(update(table).where(table.c.id == found.id).values(values))
+    for slug, found in existing.items():
+        if found.source == "file" and slug not in wanted:
+            remove(connection, table, found.id)
+    return []
+
+
 def page(connection: Connection, table: Table, offset: int, limit: int) -> list[Row[Any]]:
     query = select(table).order_by(table.c.id).offset(offset).limit(limit)
     return list(connection.execute(query))

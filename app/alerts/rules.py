@@ -119,6 +119,8 @@ def _combine(rules: Sequence[Rule]) -> Rule:
 def _override_fields(override: Mapping[str, Any]) -> dict[str, Any]:
     known = {f.name for f in fields(Rule)}
     values = {name: override[name] for name in OVERRIDABLE if name in override and name in known}
+    # Only the reminder may be overridden to null (none); a null elsewhere means "inherit".
+    values = {k: v for k, v in values.items() if v is not None or k == "reminder_interval_s"}
     if "channels" in values:
         values["channels"] = tuple(values["channels"])
     return values

@@ -6,7 +6,7 @@ them to 404, 422 and 409."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -121,6 +121,23 @@ class Alerts:
     def delete_channel(self, ref: str) -> None:
         row = self._editable(channels, ref, "channel")
         self._write(lambda c: admin.remove(c, channels, row.id))
+
+    def sync_file_channels(self, wanted: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+        """Make the channels from the monitors file (name, config) exactly these: add,
+        change, remove `source: file` rows. A bad config, or a name the API owns, changes
+        nothing and is reported (one message each)."""
+        errors, rows = [], []
+        for name, config in wanted:
+            try:
+                raw = self._checked_config(config)
+            except Invalid as exc:
+                errors.append(f"channel {name!r}: {exc}")
+                continue
+            slug = admin.slugify(name)
+            rows.append({"name": name, "slug": slug, "kind": str(raw.get("kind")), "config": raw})
+        if errors:
+            return errors
+        return self._write(lambda c: admin.sync_file(c, channels, rows))
 
     def channel(self, ref: str) -> ChannelPublic:
         return self.channel_public(self._get(channels, ref, "channel"))

@@ -165,3 +165,20 @@ class AlertsPublic(BaseModel):
     alerts: list[AlertPublic] = Field(description="Newest first.")
     offset: int
     limit: int
+
+
+class MonitorAlerts(BaseModel):
+    """A monitor's own alert settings (its `alerts` field): each field set wins over what its
+    group's and labels' rules say; `{"channels": []}` silences the monitor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[str] | None = Field(None, max_length=50, description="Channel slugs.")
+    on_down: bool | None = None
+    on_degraded: bool | None = None
+    send_on_resolved: bool | None = None
+    reminder_interval_s: float | None = Field(None, ge=60, description="null: no reminders.")
+
+    def stored(self) -> dict[str, Any]:
+        """What monitors.alerts keeps: the fields given (a null reminder means none)."""
+        return self.model_dump(exclude_unset=True)

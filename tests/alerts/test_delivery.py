@@ -267,3 +267,22 @@ def test_a_monitor_still_down_when_its_window_ends_alerts_then(
     (row,) = outbox_rows(store)
     assert row.sent_at >= end  # held through the window, sent once it ended
     assert receiver.accepted_keys() == [row.key]
+
+
+def test_a_hanging_receiver_holds_up_only_its_own_channel(
+    store: HistoryStore, receiver: Receiver, http: httpx.Client
+) -> None:
+    hanging = Receiver(hold=True)
+    try:
+        add_channel(store.database, store.writer, "Stuck", hanging.url)
+        add_channel(store.database, store.writer, "Fine", receiver.url)
+        add_rule(store.writer, "both", ["stuck", "fine"])
+        recorder = Recorder(store.writer, on_transition=AlertHook())
+        record(recorder, add_monitor(store.database, "m"), ["down"] * 3)
+        with running(delivery(store.database, store.writer, http, "one")):
+            assert hanging.arrived.wait(DEADLINE_S)
+            assert wait_for(lambda: len(receiver.accepted_keys()) == 1)
+            hanging.release.set()
+            assert wait_for(all_sent(store))
+    finally:
+        hanging.stop()
