@@ -26,7 +26,8 @@ def test_file_channels_follow_the_file_and_never_take_an_api_name(store: History
     refused = alerts.sync_file_channels([("Api Owned", hook)])
     assert refused == ["'Api Owned' is defined over the API: rename one of them"]
     bad = alerts.sync_file_channels([("Pager", {"kind": "webhook"})])
-    assert len(bad) == 1 and bad[0].startswith("channel 'Pager':")
+    assert len(bad) == 1
+    assert bad[0].startswith("channel 'Pager':")
     assert len(alerts.channels(0, 10)) == 3  # neither changed anything
 
     changed = {**hook, "max_batch": 5}
