@@ -246,15 +246,16 @@ def _release(connection: Connection, now: datetime, windows: list[maintenance.Wi
             o.payload,
             *_MONITOR.selected_columns,
         )
-        .join(monitors, monitors.c.id == o.monitor_id)
+        .outerjoin(monitors, monitors.c.id == o.monitor_id)
         .where(o.status == HELD)
     ).all()
     released = 0
     for row in held:
         labels = row.labels or {}
-        if maintenance.in_maintenance(windows, row.id, row.group_name, labels, now):
+        gone = row.id is None  # the monitor was deleted: nothing left to tell
+        if not gone and maintenance.in_maintenance(windows, row.id, row.group_name, labels, now):
             continue
-        still = row.state == row.payload["to_state"] and row.state_since is not None
+        still = not gone and row.state == row.payload["to_state"] and row.state_since is not None
         still = still and row.state_since.isoformat() == row.payload["since"]
         if still and row.kind == "resolved":
             still = _alerted(connection, row.channel_id, row.outbox_incident_id)

@@ -253,3 +253,13 @@ def test_reads_show_maintenance_for_the_monitors_a_window_covers_now(
     assert shown_state("down", False, True) == "maintenance"
     assert shown_state("down", True, True) == "paused"
     assert shown_state("down", False, False) == "down"
+
+
+def test_a_held_alert_of_a_monitor_deleted_in_the_window_is_silenced(store: HistoryStore) -> None:
+    recorder, m, _, _ = setup(store)
+    end = T0 + timedelta(hours=1)
+    add_window(store, starts_at=T0, ends_at=end)  # every monitor
+    record(recorder, m, ["down"] * 3)
+    store.writer.submit(lambda c: c.execute(monitors.delete().where(monitors.c.id == m))).result(10)
+    assert store.writer.submit(lambda c: outbox.tick(c, end)).result(10) == 0
+    assert [r.status for r in rows(store, m)] == ["silenced", "silenced"]
