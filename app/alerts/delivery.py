@@ -92,6 +92,7 @@ class Delivery:
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="alert-send")
         self._thread = threading.Thread(target=self._run, name="alert-delivery", daemon=True)
         self._last_tick = 0.0
+        self.rounds = 0  # rounds run: how often the thread looked (no spinning while waiting)
 
     def start(self) -> Delivery:
         self._thread.start()
@@ -159,6 +160,7 @@ class Delivery:
 
     def _round(self) -> tuple[bool, float]:
         """Claim and hand out one round of batches; (claimed any, how long to wait)."""
+        self.rounds += 1
         now = self._clock()
         lease = self._config.lease_s
         with self._database.engine.connect() as connection:
@@ -166,8 +168,10 @@ class Delivery:
             soonest = claims.next_due(connection)
             configs = claims.channel_configs(connection, list({row.channel_id for row in due}))
         wait_s = self._config.scan_interval_s
-        if soonest is not None:
-            wait_s = min(wait_s, max(0.0, (soonest - now).total_seconds()))
+        if soonest is not None and soonest > now:  # a retry falling due before the next scan
+            wait_s = min(wait_s, (soonest - now).total_seconds())
+        # Rows due now but skipped (their channel busy or paced) wake the thread when their
+        # batch ends (a nudge) or their channel may send again (below): no spinning meanwhile.
         picked: dict[int, list[int]] = defaultdict(list)
         parsed: dict[int, ChannelConfig | str] = {}
         mono = time.monotonic()

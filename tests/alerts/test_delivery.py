@@ -274,14 +274,20 @@ def test_a_hanging_receiver_holds_up_only_its_own_channel(
 ) -> None:
     hanging = Receiver(hold=True)
     try:
-        add_channel(store.database, store.writer, "Stuck", hanging.url)
+        # One message at a time to the stuck channel: its second row waits, due, behind it.
+        add_channel(store.database, store.writer, "Stuck", hanging.url, max_batch=1)
         add_channel(store.database, store.writer, "Fine", receiver.url)
         add_rule(store.writer, "both", ["stuck", "fine"])
         recorder = Recorder(store.writer, on_transition=AlertHook())
-        record(recorder, add_monitor(store.database, "m"), ["down"] * 3)
-        with running(delivery(store.database, store.writer, http, "one")):
+        for name in ("m1", "m2"):
+            record(recorder, add_monitor(store.database, name), ["down"] * 3)
+        deliverer = delivery(store.database, store.writer, http, "one")
+        with running(deliverer):
             assert hanging.arrived.wait(DEADLINE_S)
-            assert wait_for(lambda: len(receiver.accepted_keys()) == 1)
+            assert wait_for(lambda: len(receiver.accepted_keys()) == 2)
+            before = deliverer.rounds
+            threading.Event().wait(1.0)  # the stuck row is due all along: no spinning on it
+            assert deliverer.rounds - before <= 1.0 / FAST.scan_interval_s + 3
             hanging.release.set()
             assert wait_for(all_sent(store))
     finally:
