@@ -148,6 +148,7 @@ class Alerts:
     def test_channel(self, ref: str) -> ChannelTestPublic:
         """Send a test message now (not paced, one attempt), recorded like any alert."""
         row = self._get(channels, ref, "channel")
+        self._checked_config(row.config)  # a destination refused now is said, not sent to
         config = self._senders.codec.config(row.config)
         key = f"test-{uuid.uuid4().hex}"
         message = {
