@@ -220,6 +220,17 @@ class Alerts:
 
     # --- maintenance windows ----------------------------------------------------------------
     def create_window(self, window: MaintenanceCreate) -> MaintenancePublic:
+        values = self._checked_window(window)
+        window_id = self._write(lambda c: admin.add(c, maintenance_windows, values))
+        return self.window(str(window_id))
+
+    def replace_window(self, ref: str, window: MaintenanceCreate) -> MaintenancePublic:
+        row = self._get(maintenance_windows, ref, "maintenance window")
+        values = self._checked_window(window)
+        self._write(lambda c: admin.change(c, maintenance_windows, row.id, values))
+        return self.window(str(row.id))
+
+    def _checked_window(self, window: MaintenanceCreate) -> dict[str, Any]:
         values = window.model_dump()
         reason = maintenance.check_window(
             window.starts_at,
@@ -232,9 +243,11 @@ class Alerts:
         if reason is not None:
             raise Invalid("body", reason)
         if window.monitor_id is not None:
-            self._get(monitors, str(window.monitor_id), "monitor")
-        window_id = self._write(lambda c: admin.add(c, maintenance_windows, values))
-        return self.window(str(window_id))
+            try:
+                self._get(monitors, str(window.monitor_id), "monitor")
+            except NotFound as exc:
+                raise Invalid("monitor_id", str(exc)) from None
+        return values
 
     def delete_window(self, ref: str) -> None:
         row = self._get(maintenance_windows, ref, "maintenance window")

@@ -139,5 +139,10 @@ def test_maintenance_windows_are_checked_listed_and_removed(service: Service) ->
     }
     assert api.post("/v1/maintenance", json=backwards).status_code == 422
     window_id = created.json()["id"]
+    moved = api.put(f"/v1/maintenance/{window_id}", json={**window, "start_time": "03:00"})
+    assert moved.status_code == 200, moved.text
+    assert api.get(f"/v1/maintenance/{window_id}").json()["start_time"] == "03:00"
+    no_monitor = api.post("/v1/maintenance", json={**window, "monitor_id": 999})
+    assert no_monitor.status_code == 422
     assert api.delete(f"/v1/maintenance/{window_id}").status_code == 204
     assert api.get(f"/v1/maintenance/{window_id}").status_code == 404

@@ -76,6 +76,16 @@ def window(ref: Ref, services: ServicesDep) -> MaintenancePublic:
     return call(lambda: services.alerts.window(ref))
 
 
+@router.put(
+    "/maintenance/{ref}",
+    response_model=MaintenancePublic,
+    responses=RESPONSES,
+    summary="Replace a maintenance window",
+)
+def replace_window(ref: Ref, body: MaintenanceCreate, services: ServicesDep) -> MaintenancePublic:
+    return call(lambda: services.alerts.replace_window(ref, body))
+
+
 @router.delete(
     "/maintenance/{ref}",
     status_code=status.HTTP_204_NO_CONTENT,
