@@ -107,6 +107,12 @@ class Delivery:
         if self._nudges.qsize() < 2:  # one waiting is enough to wake the thread
             self._nudges.put_nowait(None)
 
+    def counts(self) -> dict[int, tuple[int, int]]:
+        """Messages sent and given up, per channel id, since start (for /metrics)."""
+        with self._lock:
+            channels = set(self.sent) | set(self.failed)
+            return {c: (self.sent.get(c, 0), self.failed.get(c, 0)) for c in channels}
+
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop claiming, wait for sends in flight (up to `timeout_s`), give unsent claims
         back. True if every send in flight finished."""

@@ -119,12 +119,14 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_max_attempts(
     try:
         downs(store, receiver)
         config = replace(FAST, max_attempts=3)
-        with running(delivery(store.database, store.writer, http, "one", config)):
+        deliverer = delivery(store.database, store.writer, http, "one", config)
+        with running(deliverer):
             assert wait_for(lambda: outbox_rows(store)[0].status == "failed")
     finally:
         receiver.stop()
     (row,) = outbox_rows(store)
     assert (row.attempts, row.last_error) == (3, "status 500")
+    assert deliverer.counts() == {row.channel_id: (0, 1)}
     assert len(attempts_of(store, row.id)) == 3 == len(receiver.requests)
 
 
