@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from app.alerts import claims, outbox
+from app.alerts import claims, outbox, ticker
 from app.alerts.claims import Claimed, Done
 from app.alerts.contract import ChannelConfig, Codec, Send
 from app.alerts.policy import DeliveryConfig, retry_at
@@ -155,11 +155,11 @@ class Delivery:
             return
         self._last_tick = time.monotonic()
         now = self._clock()
-        self._write(lambda c: outbox.tick(c, now))
+        self._write(lambda c: ticker.tick(c, now))
 
     def tick(self, now: datetime) -> int:
         """Reminders and maintenance ends at `now`, at once (tests, and the periodic scan)."""
-        released = self._write(lambda c: outbox.tick(c, now))
+        released = self._write(lambda c: ticker.tick(c, now))
         if released:
             self.nudge()
         return released

@@ -1,24 +1,20 @@
 """Writing the outbox: one row per channel for each confirmed state change, in the change's
-own transaction (the recorder's `on_transition` hook), plus the periodic `tick` that writes
-reminders and lets out what a maintenance window held.
+own transaction (the recorder's `on_transition` hook); app/alerts/ticker.py adds reminders
+and lets out what a maintenance window held.
 
 Rows are inserted "if absent" on the unique (channel_id, key): a replayed transaction, a
 second replica's tick or a tick racing the transition add nothing twice.
 
-A change inside a maintenance window is written `held` (visible in /v1/alerts, not sent). When
-the window ends, `tick` sends a held row only if it is still true: a `down`/`degraded` whose
-monitor is still in that state since the same time, a `resolved` whose incident was alerted;
-the rest become `silenced`.
+A change inside a maintenance window is written `held` (visible in /v1/alerts, not sent).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, text
 
 from app.alerts import maintenance, rules
 from app.alerts.rules import Rule, alert_key
@@ -38,7 +34,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_MONITOR = select(
+MONITOR = select(
     monitors.c.id,
     monitors.c.slug,
     monitors.c.name,
@@ -54,7 +50,7 @@ _MONITOR = select(
 
 _CHANNEL_IDS = select(channels.c.id).where(channels.c.slug.in_(bindparam("slugs", expanding=True)))
 _WORST = select(incidents.c.worst_state).where(incidents.c.id == bindparam("i_id"))
-_MONITOR_BY_ID = _MONITOR.where(monitors.c.id == bindparam("m_id"))
+_MONITOR_BY_ID = MONITOR.where(monitors.c.id == bindparam("m_id"))
 
 
 class AlertHook:
@@ -196,96 +192,6 @@ def insert_absent(connection: Connection, rows: Sequence[dict[str, Any]]) -> int
     return added
 
 
-def tick(connection: Connection, now: datetime) -> int:
-    """Reminders due and held rows let out; how many rows became pending."""
-    windows = maintenance.load(connection)
-    rule_rows = rules.load(connection)
-    return _remind(connection, now, windows, rule_rows) + _release(connection, now, windows)
-
-
-def _remind(
-    connection: Connection,
-    now: datetime,
-    windows: list[maintenance.Window],
-    rule_rows: list[rules.RuleRow],
-) -> int:
-    """A reminder per channel every reminder_interval_s while a monitor stays down: the N-th
-    is due N intervals after the state began, and keyed by N (so one is written once; a
-    missed one is not made up: the latest due is the one sent)."""
-    added = 0
-    down = _MONITOR.where(monitors.c.state == rules.DOWN, monitors.c.paused.is_(False))
-    for monitor in connection.execute(down):
-        rule = rules.resolve(rule_rows, monitor.group_name, monitor.labels or {}, monitor.alerts)
-        if rule is None or not rule.on_down or not rule.reminder_interval_s:
-            continue
-        if monitor.state_since is None:
-            continue
-        n = math.floor((now - monitor.state_since).total_seconds() / rule.reminder_interval_s)
-        if n < 1:
-            continue
-        labels = monitor.labels or {}
-        if maintenance.in_maintenance(windows, monitor.id, monitor.group_name, labels, now):
-            continue
-        message = payload(monitor, "reminder", rules.DOWN, rules.DOWN)
-        message["at"] = now.isoformat()
-        since_ms = to_ms(monitor.state_since)
-        added += write(
-            connection, rule, monitor.id, since_ms, f"reminder-{n}", message, PENDING, now
-        )
-    return added
-
-
-def _release(connection: Connection, now: datetime, windows: list[maintenance.Window]) -> int:
-    o = alert_outbox.c
-    held = connection.execute(
-        select(
-            o.id.label("outbox_id"),
-            o.channel_id,
-            o.incident_id.label("outbox_incident_id"),
-            o.kind,
-            o.payload,
-            *_MONITOR.selected_columns,
-        )
-        .outerjoin(monitors, monitors.c.id == o.monitor_id)
-        .where(o.status == HELD)
-    ).all()
-    released = 0
-    for row in held:
-        labels = row.labels or {}
-        gone = row.id is None  # the monitor was deleted: nothing left to tell
-        if not gone and maintenance.in_maintenance(windows, row.id, row.group_name, labels, now):
-            continue
-        still = not gone and row.state == row.payload["to_state"] and row.state_since is not None
-        still = still and row.state_since.isoformat() == row.payload["since"]
-        if still and row.kind == "resolved":
-            still = _alerted(connection, row.channel_id, row.outbox_incident_id)
-        status = PENDING if still else SILENCED
-        connection.execute(
-            update(alert_outbox)
-            .where(o.id == row.outbox_id, o.status == HELD)
-            .values(status=status, next_attempt_at=now)
-        )
-        released += status == PENDING
-    return released
-
-
-def _alerted(connection: Connection, channel_id: int, incident_id: int | None) -> bool:
-    """Whether the incident's down or degraded reached (or is on its way to) the channel."""
-    if incident_id is None:
-        return False
-    o = alert_outbox.c
-    found = connection.execute(
-        select(o.id)
-        .where(
-            and_(o.channel_id == channel_id, o.incident_id == incident_id),
-            o.kind.in_(ALERTING),
-            o.status.in_((PENDING, SENDING, SENT, FAILED)),
-        )
-        .limit(1)
-    ).first()
-    return found is not None
-
-
 def add_test(
     connection: Connection, channel_id: int, key: str, message: dict[str, Any], owner: str
 ) -> int:
@@ -310,3 +216,20 @@ def add_test(
             .returning(alert_outbox.c.id)
         ).scalar_one()
     )
+
+
+def test_message(channel_name: str, at: datetime) -> dict[str, Any]:
+    """A channel's test message: an AlertMessage of kind `test` about no monitor."""
+    return {
+        "kind": "test",
+        "monitor_slug": None,
+        "monitor_name": None,
+        "url": None,
+        "from_state": None,
+        "to_state": None,
+        "at": at.isoformat(),
+        "since": None,
+        "incident_id": None,
+        "summary": f"A test message from urlhealth to the channel {channel_name!r}",
+        "link": None,
+    }

@@ -151,19 +151,7 @@ class Alerts:
         self._checked_config(row.config)  # a destination refused now is said, not sent to
         config = self._senders.codec.config(row.config)
         key = f"test-{uuid.uuid4().hex}"
-        message = {
-            "kind": "test",
-            "monitor_slug": None,
-            "monitor_name": None,
-            "url": None,
-            "from_state": None,
-            "to_state": None,
-            "at": self._clock().isoformat(),
-            "since": None,
-            "incident_id": None,
-            "summary": f"A test message from urlhealth to the channel {row.name!r}",
-            "link": None,
-        }
+        message = outbox.test_message(row.name, self._clock())
         owner = self.delivery.owner
         row_id = self._write(lambda c: outbox.add_test(c, row.id, key, message, owner))
         batch = [Claimed(row_id, row.id, key, "test", {**message, "key": key}, 1, self._clock())]

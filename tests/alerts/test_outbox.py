@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.alerts import admin, outbox
+from app.alerts import admin, ticker
 from app.alerts.maintenance import covered_now, shown_state
 from app.alerts.outbox import AlertHook
 from app.alerts.retention import prune_outbox
@@ -137,7 +137,7 @@ def test_reminders_come_once_per_interval_while_down(store: HistoryStore) -> Non
 
     def tick(after_s: float) -> int:
         return store.writer.submit(
-            lambda c: outbox.tick(c, since + timedelta(seconds=after_s))
+            lambda c: ticker.tick(c, since + timedelta(seconds=after_s))
         ).result(10)
 
     assert tick(599) == 0
@@ -166,7 +166,7 @@ def test_maintenance_holds_the_alert_and_sends_it_if_still_down_when_it_ends(
     assert kinds(rows(store, m)) == [("down", a, "held"), ("down", b, "held")]
 
     def tick(at: Any) -> int:
-        return store.writer.submit(lambda c: outbox.tick(c, at)).result(10)
+        return store.writer.submit(lambda c: ticker.tick(c, at)).result(10)
 
     assert tick(end - timedelta(seconds=1)) == 0
     assert tick(end) == 2
@@ -182,7 +182,7 @@ def test_maintenance_silences_what_recovered_inside_it(store: HistoryStore) -> N
     ).result(10)
     record(recorder, m, ["up", "up", *["down"] * 3, "up", "up"])
     assert [r.status for r in rows(store, m)] == ["held"] * 4
-    assert store.writer.submit(lambda c: outbox.tick(c, end)).result(10) == 0
+    assert store.writer.submit(lambda c: ticker.tick(c, end)).result(10) == 0
     assert [r.status for r in rows(store, m)] == ["silenced"] * 4
 
 
@@ -200,7 +200,7 @@ def test_a_recurring_window_follows_its_time_zone(store: HistoryStore) -> None:
     record(recorder, m, ["down"] * 3)  # confirmed at 00:02 UTC = 01:02 Paris: inside
     assert [r.status for r in rows(store, m)] == ["held", "held"]
     after = T0 + timedelta(minutes=31)  # 01:31 Paris: the window ended at 01:30
-    assert store.writer.submit(lambda c: outbox.tick(c, after)).result(10) == 2
+    assert store.writer.submit(lambda c: ticker.tick(c, after)).result(10) == 2
 
 
 def test_the_key_is_stable_per_transition(store: HistoryStore) -> None:
@@ -261,5 +261,5 @@ def test_a_held_alert_of_a_monitor_deleted_in_the_window_is_silenced(store: Hist
     add_window(store, starts_at=T0, ends_at=end)  # every monitor
     record(recorder, m, ["down"] * 3)
     store.writer.submit(lambda c: c.execute(monitors.delete().where(monitors.c.id == m))).result(10)
-    assert store.writer.submit(lambda c: outbox.tick(c, end)).result(10) == 0
+    assert store.writer.submit(lambda c: ticker.tick(c, end)).result(10) == 0
     assert [r.status for r in rows(store, m)] == ["silenced", "silenced"]
