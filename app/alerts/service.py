@@ -1,7 +1,7 @@
 """The alerts facade the routes and the composition root use: the recorder's hook, the
-delivery thread, and channels, rules and maintenance windows read and written (writes through
-the writer, reads through the engine). Raises NotFound, Invalid and Conflict; the API maps
-them to 404, 422 and 409."""
+delivery thread, channels and the alerts list; `rulebook` holds rules and maintenance windows
+(app/alerts/rulebook.py). Writes go through the writer, reads through the engine. Raises
+NotFound, Invalid and Conflict; the API maps them to 404, 422 and 409."""
 
 from __future__ import annotations
 
@@ -9,37 +9,30 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Row, Table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row
 
-from app.alerts import admin, claims, maintenance, outbox, reads
+from app.alerts import admin, claims, outbox, reads
 from app.alerts.claims import Claimed
 from app.alerts.contract import Senders
 from app.alerts.delivery import Delivery
-from app.alerts.errors import Conflict, Invalid, NotFound
+from app.alerts.errors import Invalid
 from app.alerts.outbox import AlertHook
 from app.alerts.policy import DeliveryConfig
+from app.alerts.rows import Rows
+from app.alerts.rulebook import RuleBook
 from app.db.engine import Database
-from app.db.schema import alert_rules, channels, maintenance_windows, monitors
+from app.db.schema import channels, monitors
 from app.db.writer import Writer
 from app.schemas.alerts import (
     AlertPublic,
-    AlertRuleCreate,
-    AlertRulePatch,
-    AlertRulePublic,
     ChannelPublic,
     ChannelTestPublic,
-    MaintenanceCreate,
-    MaintenancePublic,
 )
 
-T = TypeVar("T")
-WRITE_TIMEOUT_S = 30.0
 
-
-class Alerts:
+class Alerts(Rows):
     def __init__(
         self,
         database: Database,
@@ -49,10 +42,9 @@ class Alerts:
         config: DeliveryConfig = DeliveryConfig(),
         clock: Callable[[], datetime] = outbox.utcnow,
     ) -> None:
-        self._database = database
-        self._writer = writer
+        super().__init__(database, writer, clock)
         self._senders = senders
-        self._clock = clock
+        self.rulebook = RuleBook(database, writer, clock)
         self.hook = AlertHook(clock)  # the Recorder's on_transition
         self.delivery = Delivery(
             database, writer, senders.send, senders.codec, senders.http, owner, config, clock
@@ -162,95 +154,6 @@ class Alerts:
             ok=done.ok, status_code=done.status_code, error=done.error, key=key
         )
 
-    # --- rules ------------------------------------------------------------------------------
-    def create_rule(self, rule: AlertRuleCreate) -> AlertRulePublic:
-        self._known_channels(rule.channels)
-        values = rule.model_dump()
-        rule_id = self._unique(lambda c: admin.add(c, alert_rules, values), "a rule with that name")
-        return self.rule(str(rule_id))
-
-    def update_rule(self, ref: str, patch: AlertRulePatch) -> AlertRulePublic:
-        row = self._get(alert_rules, ref, "alert rule")
-        values = patch.model_dump(exclude_unset=True)
-        for required in ("name", "match_labels", "channels", "on_down", "on_degraded"):
-            if required in values and values[required] is None:
-                raise Invalid(required, "may not be null")
-        if "send_on_resolved" in values and values["send_on_resolved"] is None:
-            raise Invalid("send_on_resolved", "may not be null")
-        if values.get("channels") is not None:
-            self._known_channels(values["channels"])
-        self._unique(lambda c: admin.change(c, alert_rules, row.id, values), "that name")
-        return self.rule(str(row.id))
-
-    def delete_rule(self, ref: str) -> None:
-        row = self._get(alert_rules, ref, "alert rule")
-        self._write(lambda c: admin.remove(c, alert_rules, row.id))
-
-    def rule(self, ref: str) -> AlertRulePublic:
-        return AlertRulePublic.model_validate(self._get(alert_rules, ref, "alert rule")._asdict())
-
-    def rules(self, offset: int, limit: int) -> list[AlertRulePublic]:
-        rows = self._page(alert_rules, offset, limit)
-        return [AlertRulePublic.model_validate(r._asdict()) for r in rows]
-
-    def _known_channels(self, slugs: list[str]) -> None:
-        with self._database.engine.connect() as connection:
-            found = set(
-                connection.execute(
-                    channels.select()
-                    .with_only_columns(channels.c.slug)
-                    .where(channels.c.slug.in_(slugs))
-                ).scalars()
-            )
-        missing = [s for s in slugs if s not in found]
-        if missing:
-            raise Invalid("channels", f"no channel with slug {missing[0]!r}")
-
-    # --- maintenance windows ----------------------------------------------------------------
-    def create_window(self, window: MaintenanceCreate) -> MaintenancePublic:
-        values = self._checked_window(window)
-        window_id = self._write(lambda c: admin.add(c, maintenance_windows, values))
-        return self.window(str(window_id))
-
-    def replace_window(self, ref: str, window: MaintenanceCreate) -> MaintenancePublic:
-        row = self._get(maintenance_windows, ref, "maintenance window")
-        values = self._checked_window(window)
-        self._write(lambda c: admin.change(c, maintenance_windows, row.id, values))
-        return self.window(str(row.id))
-
-    def _checked_window(self, window: MaintenanceCreate) -> dict[str, Any]:
-        values = window.model_dump()
-        reason = maintenance.check_window(
-            window.starts_at,
-            window.ends_at,
-            window.weekdays,
-            window.start_time,
-            window.duration_s,
-            window.timezone,
-        )
-        if reason is not None:
-            raise Invalid("body", reason)
-        if window.monitor_id is not None:
-            try:
-                self._get(monitors, str(window.monitor_id), "monitor")
-            except NotFound as exc:
-                raise Invalid("monitor_id", str(exc)) from None
-        return values
-
-    def delete_window(self, ref: str) -> None:
-        row = self._get(maintenance_windows, ref, "maintenance window")
-        self._write(lambda c: admin.remove(c, maintenance_windows, row.id))
-
-    def window(self, ref: str) -> MaintenancePublic:
-        return self._window_public(self._get(maintenance_windows, ref, "maintenance window"))
-
-    def windows(self, offset: int, limit: int) -> list[MaintenancePublic]:
-        return [self._window_public(r) for r in self._page(maintenance_windows, offset, limit)]
-
-    def _window_public(self, row: Row[Any]) -> MaintenancePublic:
-        until = maintenance.window_from(row).active_until(self._clock())
-        return MaintenancePublic.model_validate({**row._asdict(), "active_until": until})
-
     # --- the outbox -------------------------------------------------------------------------
     def alerts(
         self,
@@ -271,30 +174,3 @@ class Alerts:
                 offset=offset,
                 limit=limit,
             )
-
-    # --- helpers ----------------------------------------------------------------------------
-    def _get(self, table: Table, ref: str, what: str) -> Row[Any]:
-        with self._database.engine.connect() as connection:
-            row = admin.find(connection, table, ref)
-        if row is None:
-            raise NotFound(f"no {what} with id or slug {ref!r}")
-        return row
-
-    def _editable(self, table: Table, ref: str, what: str) -> Row[Any]:
-        row = self._get(table, ref, what)
-        if row.source == "file":
-            raise Conflict(f"the {what} {row.slug!r} comes from the monitors file: edit it there")
-        return row
-
-    def _page(self, table: Table, offset: int, limit: int) -> list[Row[Any]]:
-        with self._database.engine.connect() as connection:
-            return admin.page(connection, table, offset, limit)
-
-    def _write(self, fn: Callable[[Connection], T]) -> T:
-        return self._writer.submit(fn).result(WRITE_TIMEOUT_S)
-
-    def _unique(self, fn: Callable[[Connection], T], what: str) -> T:
-        try:
-            return self._write(fn)
-        except IntegrityError:
-            raise Conflict(f"{what} exists already") from None

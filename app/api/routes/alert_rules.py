@@ -25,7 +25,7 @@ Ref = Annotated[str, Path(description="The rule's id.", max_length=20)]
     responses=RESPONSES,
 )
 def create(body: AlertRuleCreate, services: ServicesDep, response: Response) -> AlertRulePublic:
-    rule = call(lambda: services.alerts.create_rule(body))
+    rule = call(lambda: services.alerts.rulebook.create_rule(body))
     response.headers["location"] = f"/v1/alert-rules/{rule.id}"
     return rule
 
@@ -36,24 +36,26 @@ def list_(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertRulesPublic:
-    return AlertRulesPublic(rules=services.alerts.rules(offset, limit), offset=offset, limit=limit)
+    return AlertRulesPublic(
+        rules=services.alerts.rulebook.rules(offset, limit), offset=offset, limit=limit
+    )
 
 
 @router.get("/{ref}", response_model=AlertRulePublic, summary="A rule", responses=RESPONSES)
 def get(ref: Ref, services: ServicesDep) -> AlertRulePublic:
-    return call(lambda: services.alerts.rule(ref))
+    return call(lambda: services.alerts.rulebook.rule(ref))
 
 
 @router.patch(
     "/{ref}", response_model=AlertRulePublic, summary="Change a rule", responses=RESPONSES
 )
 def patch(ref: Ref, body: AlertRulePatch, services: ServicesDep) -> AlertRulePublic:
-    return call(lambda: services.alerts.update_rule(ref, body))
+    return call(lambda: services.alerts.rulebook.update_rule(ref, body))
 
 
 @router.delete(
     "/{ref}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a rule", responses=RESPONSES
 )
 def delete(ref: Ref, services: ServicesDep) -> Response:
-    call(lambda: services.alerts.delete_rule(ref))
+    call(lambda: services.alerts.rulebook.delete_rule(ref))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

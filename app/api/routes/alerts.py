@@ -51,7 +51,7 @@ def alerts(
 def create_window(
     body: MaintenanceCreate, services: ServicesDep, response: Response
 ) -> MaintenancePublic:
-    window = call(lambda: services.alerts.create_window(body))
+    window = call(lambda: services.alerts.rulebook.create_window(body))
     response.headers["location"] = f"/v1/maintenance/{window.id}"
     return window
 
@@ -62,7 +62,7 @@ def windows(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> MaintenanceListPublic:
-    found = services.alerts.windows(offset, limit)
+    found = services.alerts.rulebook.windows(offset, limit)
     return MaintenanceListPublic(windows=found, offset=offset, limit=limit)
 
 
@@ -73,7 +73,7 @@ def windows(
     summary="A maintenance window",
 )
 def window(ref: Ref, services: ServicesDep) -> MaintenancePublic:
-    return call(lambda: services.alerts.window(ref))
+    return call(lambda: services.alerts.rulebook.window(ref))
 
 
 @router.put(
@@ -83,7 +83,7 @@ def window(ref: Ref, services: ServicesDep) -> MaintenancePublic:
     summary="Replace a maintenance window",
 )
 def replace_window(ref: Ref, body: MaintenanceCreate, services: ServicesDep) -> MaintenancePublic:
-    return call(lambda: services.alerts.replace_window(ref, body))
+    return call(lambda: services.alerts.rulebook.replace_window(ref, body))
 
 
 @router.delete(
@@ -93,5 +93,5 @@ def replace_window(ref: Ref, body: MaintenanceCreate, services: ServicesDep) -> 
     summary="Remove a maintenance window",
 )
 def delete_window(ref: Ref, services: ServicesDep) -> Response:
-    call(lambda: services.alerts.delete_window(ref))
+    call(lambda: services.alerts.rulebook.delete_window(ref))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
