@@ -75,6 +75,10 @@ class Deliverer:
         assert self.process.stdout is not None
         assert self.process.stdout.readline().strip() == "started"
 
+    def line(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
     def signal(self, number: int) -> None:
         os.kill(self.process.pid, number)
 
@@ -103,8 +107,7 @@ def test_after_sigterm_the_next_process_sends_what_was_owed_and_nothing_twice(
     first = Deliverer(url, tmp_path, lease_s=60, workers=1)  # one batch in flight, one queued
     assert receiver.arrived.wait(DEADLINE_S)
     first.signal(signal.SIGTERM)
-    pause = threading.Event()
-    pause.wait(0.5)  # let the stop flag be set before the send in flight is answered
+    assert first.line() == "stopping"  # the flag is set before the send in flight ends
     receiver.release.set()
     assert first.wait() == 0
     before = Counter(r.status for r in rows(url, tmp_path))

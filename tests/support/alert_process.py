@@ -3,7 +3,8 @@
 
 It sends the outbox of an existing (migrated) database with the test webhook sender until
 SIGTERM, then stops as the service does: the delivery first (sends in flight recorded, unsent
-claims given back), then the writer. Prints "started" once delivering, "stopped" at the end.
+claims given back), then the writer. Prints "started" once delivering, "stopping" once its
+stop flag is set, "stopped" at the end.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ def main(url: str, data_dir: str, lease_s: str, workers: str) -> int:
         deliverer = delivery(database, writer, http, f"pid-{os.getpid()}", config).start()
         print("started", flush=True)
         stop.wait(RUN_LIMIT_S)
-        deliverer.stop(20.0)
+        stopper = threading.Thread(target=deliverer.stop, args=(20.0,))
+        stopper.start()
+        for _ in range(200):  # bounded: 10 s
+            if deliverer.stopping:
+                break
+            stop.wait(0.05)
+        print("stopping", flush=True)  # the stop flag is set: nothing new is claimed or sent
+        stopper.join(30.0)
     writer.stop(10.0)
     database.close()
     print("stopped", flush=True)
