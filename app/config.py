@@ -136,6 +136,21 @@ class Settings(BaseSettings):
     history_raw_days: float = Field(7.0, gt=0)
     history_rollup_days: float = Field(400.0, gt=0)
 
+    # Alerts (app/alerts/): the outbox's delivery thread.
+    # How often it looks for due rows without being told (retries, reminders, the end of
+    # maintenance windows, another replica's rows, a claim whose lease ran out).
+    alert_scan_interval_s: float = Field(5.0, gt=0)
+    alert_send_workers: int = Field(4, ge=1, le=64)  # sends to different channels at once
+    # A row claimed for sending longer ago than this (its sender was killed) is sent again.
+    alert_lease_s: float = Field(120.0, gt=0)
+    alert_retry_base_s: float = Field(5.0, gt=0)  # first retry's wait; doubles each attempt
+    alert_retry_max_delay_s: float = Field(600.0, gt=0)
+    # A message is given up (status failed) after this many attempts, or this old.
+    alert_max_attempts: int = Field(10, ge=1)
+    alert_max_age_s: float = Field(86_400.0, gt=0)
+    # Outbox rows (and their attempts) older than this are deleted, once final.
+    alert_retention_days: float = Field(30.0, gt=0)
+
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)
 

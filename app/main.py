@@ -13,10 +13,23 @@ import anyio
 from fastapi import FastAPI
 
 from app import __version__
+from app.alerts.contract import Senders
 from app.api import errors
 from app.api.body_limit import BodyLimit
 from app.api.loop_guard import RequestCounter, guard_loop, stop_guard
-from app.api.routes import check, docs, health, jobs, metrics, monitor_history, monitors, status
+from app.api.routes import (
+    alert_rules,
+    alerts,
+    channels,
+    check,
+    docs,
+    health,
+    jobs,
+    metrics,
+    monitor_history,
+    monitors,
+    status,
+)
 from app.config import Settings, load_settings
 from app.db.engine import DatabaseError
 from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
@@ -47,11 +60,15 @@ def _configure_logging(level: str) -> None:
         logger.propagate = False
 
 
-def create_app(settings: Settings | None = None, resolver: Resolver | None = None) -> FastAPI:
-    """`resolver` replaces DNS, for tests only."""
+def create_app(
+    settings: Settings | None = None,
+    resolver: Resolver | None = None,
+    alert_senders: Senders | None = None,
+) -> FastAPI:
+    """`resolver` replaces DNS, `alert_senders` the alert senders, for tests only."""
     settings = settings or load_settings()
     _configure_logging(settings.log_level)
-    services = Services.build(settings, resolver)
+    services = Services.build(settings, resolver, alert_senders)
     request_counts = [0]  # RequestCounter's: the loop guard reads it
 
     @asynccontextmanager
@@ -98,7 +115,19 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     app.add_middleware(RequestCounter, counts=request_counts)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    routers = (health, status, jobs, check, monitor_history, monitors, metrics, docs)
+    routers = (
+        health,
+        status,
+        jobs,
+        check,
+        monitor_history,
+        monitors,
+        channels,
+        alert_rules,
+        alerts,
+        metrics,
+        docs,
+    )
     for module in routers:
         app.include_router(module.router)
     return app

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
+from app.alerts.contract import Senders
+from app.alerts.policy import DeliveryConfig
+from app.alerts.retention import AlertRetention
+from app.alerts.senders import channel_senders
+from app.alerts.service import Alerts
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
@@ -19,6 +25,7 @@ from app.engine.transport import HttpLayer
 from app.lifecycle.coordinator import ShutdownCoordinator
 from app.metrics.exporter import Metrics
 from app.metrics.probe import Prober
+from app.metrics.service import AlertCounts
 from app.monitors.monitoring import Monitoring
 from app.monitors.retention import HistoryRetention
 from app.monitors.service import Monitors
@@ -36,19 +43,29 @@ class Services:
     metrics: Metrics
     prober: Prober
     monitoring: Monitoring
+    alerts: Alerts
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def build(cls, settings: Settings, resolver: Resolver | None = None) -> Services:
-        """`resolver` is for tests that need DNS answers no real name has. Opens (and
-        migrates) the database: raises DatabaseError, naming the masked URL, if it cannot."""
+    def build(
+        cls,
+        settings: Settings,
+        resolver: Resolver | None = None,
+        alert_senders: Senders | None = None,
+    ) -> Services:
+        """`resolver` is for tests that need DNS answers no real name has; `alert_senders`
+        for tests that send alerts to a loopback receiver. Opens (and migrates) the
+        database: raises DatabaseError, naming the masked URL, if it cannot."""
         history = HistoryRetention(settings.history_raw_days, settings.history_rollup_days)
-        storage = Storage.open(settings, retention_tasks=(history,))
+        outbox = AlertRetention(settings.alert_retention_days)
+        storage = Storage.open(settings, retention_tasks=(history, outbox))
         store = storage.store
+        policy = destination_policy(settings)
+        names = shared_resolver(settings, resolver)
         http = HttpLayer(
             settings.user_agent,
-            destination_policy(settings),
-            shared_resolver(settings, resolver),
+            policy,
+            names,
             ca_bundle=settings.ca_bundle,
             max_idle_clients=2 * (settings.workers + settings.monitor_workers),
         )
@@ -64,7 +81,17 @@ class Services:
             monitor_workers=settings.monitor_workers,
             monitor_slots_per_host=settings.monitor_slots_per_host,
         )
-        monitoring = Monitoring.build(settings, storage.database, storage.writer, dispatcher)
+        # Alerts are written in the transaction of the state change the recorder decides.
+        alerts = Alerts(
+            storage.database,
+            storage.writer,
+            alert_senders or channel_senders(http, policy, names),
+            storage.instance.id,
+            DeliveryConfig.from_settings(settings),
+        ).start()
+        monitoring = Monitoring.build(
+            settings, storage.database, storage.writer, dispatcher, alerts.hook
+        )
         coordinator = ShutdownCoordinator(
             dispatcher,
             http,
@@ -79,9 +106,12 @@ class Services:
             storage.writer,
             max_queued=settings.max_queued_checks,
             scheduler_stats=monitoring.scheduler.stats,
+            alerts=functools.partial(_alert_counts, alerts),
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
-        return cls(settings, storage, http, dispatcher, coordinator, metrics, prober, monitoring)
+        return cls(
+            settings, storage, http, dispatcher, coordinator, metrics, prober, monitoring, alerts
+        )
 
     @property
     def store(self) -> DurableStore:
@@ -95,9 +125,23 @@ class Services:
         """After the drain: release the pool and the connections, then flush what is left
         for the database (every check is final by now) and close it."""
         self.dispatcher.close()
+        # Before the writer stops: sends in flight are recorded, unsent claims given back.
+        self.alerts.stop(self.settings.shutdown_grace_s)
         self.http.abort_in_flight()
         self.http.close()
         self.storage.close()
+
+
+def _alert_counts(alerts: Alerts) -> list[AlertCounts]:
+    """Messages sent and given up per channel since start, labelled by the channel's slug."""
+    counts = alerts.delivery.counts()
+    if not counts:
+        return []
+    slugs = alerts.channel_slugs()
+    return [
+        AlertCounts(slugs.get(channel_id, str(channel_id)), sent, failed)
+        for channel_id, (sent, failed) in counts.items()
+    ]
 
 
 def shared_resolver(settings: Settings, inner: Resolver | None = None) -> SharedResolver:

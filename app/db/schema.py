@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -177,6 +178,8 @@ monitors = Table(
     Column("last_checked_at", UtcDateTime),
     Column("last_result", LargeBinary),  # the last CheckResult's JSON
     Column("skipped", Integer, nullable=False, default=0),  # runs skipped: still running
+    # The monitor's own alert settings over its group's and labels' rules (app/alerts/rules.py)
+    Column("alerts", JSON),
 )
 
 # Every monitor result, compact: times in epoch milliseconds, latencies in microseconds,
@@ -250,3 +253,113 @@ incidents = Table(
     Column("events", JSON, nullable=False),  # [{"at", "from", "to"}], state changes inside
 )
 Index("ix_incidents_monitor_id_started_at", incidents.c.monitor_id, incidents.c.started_at)
+
+
+# --- alerts (app/alerts/) ------------------------------------------------------------------
+# A place alerts go. `config` holds the channel's whole configuration, secrets included
+# (webhook URLs with tokens, HMAC secrets, SMTP passwords): written, never shown (reads show
+# the config's masked() form).
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # webhook | slack | discord | teams | email
+    Column("source", String(8), nullable=False),  # api | file
+    Column("config", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Defaults by group or labels (10,000 monitors need not carry 10,000 rule sets); a monitor's
+# own `alerts` column overrides them (app/alerts/rules.py says how they combine).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("match_group", String(200)),  # None: any group
+    Column("match_labels", JSON, nullable=False),  # {name: value}, all must match; {}: any
+    Column("channels", JSON, nullable=False),  # [channel slug]
+    Column("on_down", Boolean, nullable=False),
+    Column("on_degraded", Boolean, nullable=False),
+    Column("send_on_resolved", Boolean, nullable=False),
+    Column("reminder_interval_s", Float),  # None: no reminders
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One message for one channel, written in the transaction of the state change it is about;
+# `key` is stable per transition and channel, so a replayed write adds nothing and a re-send
+# carries the same idempotency key. Claimed by a conditional UPDATE (app/alerts/outbox.py).
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "channel_id",
+        Integer,
+        ForeignKey("channels.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("monitor_id", Integer),  # None for a channel's test message
+    Column("incident_id", Integer),
+    Column("key", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # down | degraded | resolved | reminder | test
+    Column("payload", JSON, nullable=False),  # the AlertMessage's fields
+    # pending | sending | sent | failed, or held (in a maintenance window) | silenced
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(64)),
+    Column("claimed_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("channel_id", "key"),
+)
+# The delivery thread's scan: due rows by status and time.
+Index(
+    "ix_alert_outbox_status_next_attempt_at", alert_outbox.c.status, alert_outbox.c.next_attempt_at
+)
+# Retention and the newest-first listing.
+Index("ix_alert_outbox_created_at", alert_outbox.c.created_at)
+
+alert_attempts = Table(
+    "alert_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "outbox_id",
+        Integer,
+        ForeignKey("alert_outbox.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", UtcDateTime, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Float, nullable=False),
+)
+Index("ix_alert_attempts_outbox_id", alert_attempts.c.outbox_id)
+
+# Silence: one-off (starts_at..ends_at) or recurring (weekdays, local start time, duration,
+# in an IANA time zone); for one monitor, or for a group and/or labels.
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("monitor_id", Integer, ForeignKey("monitors.id", ondelete="CASCADE")),
+    Column("match_group", String(200)),
+    Column("match_labels", JSON, nullable=False),
+    Column("starts_at", UtcDateTime),
+    Column("ends_at", UtcDateTime),
+    Column("weekdays", JSON),  # [0..6], Monday 0
+    Column("start_time", String(5)),  # "HH:MM", local to `timezone`
+    Column("duration_s", Float),
+    Column("timezone", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

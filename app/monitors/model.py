@@ -14,13 +14,15 @@ CODE_OUTCOME: Final[dict[int, Outcome]] = {0: "up", 1: "degraded", 2: "down"}
 
 class MonitorState(StrEnum):
     """What a monitor shows. `unknown` until its first confirmed outcome; `paused` while
-    paused (kept out of uptime)."""
+    paused and `maintenance` inside a maintenance window (both kept out of uptime, and shown
+    over the stored state, which the state machine goes on deciding underneath)."""
 
     UNKNOWN = "unknown"
     UP = "up"
     DEGRADED = "degraded"
     DOWN = "down"
     PAUSED = "paused"
+    MAINTENANCE = "maintenance"
 
 
 class Source(StrEnum):

@@ -18,7 +18,7 @@ from app.db.engine import Database
 from app.db.schema import monitors as monitors_table
 from app.db.writer import Writer, WriterClosed, WriterFull
 from app.engine.dispatcher import Dispatcher
-from app.monitors.recorder import Recorder
+from app.monitors.recorder import OnTransition, Recorder
 from app.monitors.repository import MonitorRepository
 from app.monitors.scheduler import MonitorScheduler, Scheduled
 from app.monitors.service import Monitors
@@ -37,9 +37,16 @@ class Monitoring:
 
     @classmethod
     def build(
-        cls, settings: Settings, database: Database, writer: Writer, dispatcher: Dispatcher
+        cls,
+        settings: Settings,
+        database: Database,
+        writer: Writer,
+        dispatcher: Dispatcher,
+        on_transition: OnTransition | None = None,
     ) -> Monitoring:
-        recorder = Recorder(writer)
+        """`on_transition`: called in the transaction of each confirmed state change (the
+        alerts' outbox)."""
+        recorder = Recorder(writer, on_transition)
 
         def run(monitor: Scheduled) -> Future[CheckResult]:
             return dispatcher.check_monitor(monitor.url, monitor.options, monitor.parsed)

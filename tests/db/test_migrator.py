@@ -16,12 +16,16 @@ from app.db.migrator import SchemaTooNew, current_revision, head_revision, upgra
 from app.db.schema import metadata
 from app.db.url import sqlalchemy_url
 
-TABLES = {"alembic_version", "instances", "jobs", "job_urls", "results"} | {
-    "monitors",
-    "monitor_results",
-    "monitor_rollups",
-    "incidents",
-}
+TABLES = (
+    {"alembic_version", "instances", "jobs", "job_urls", "results"}
+    | {
+        "monitors",
+        "monitor_results",
+        "monitor_rollups",
+        "incidents",
+    }
+    | {"channels", "alert_rules", "alert_outbox", "alert_attempts", "maintenance_windows"}
+)
 
 
 def test_upgrade_applies_the_schema_once_then_does_nothing(database: Database) -> None:

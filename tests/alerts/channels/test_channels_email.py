@@ -15,7 +15,7 @@ import trustme
 from app.alerts.channels import EmailChannel, send
 from app.engine.transport import HttpLayer
 from tests.alerts.build import burst, make_alert
-from tests.alerts.conftest import NAMES
+from tests.alerts.channels.conftest import NAMES
 from tests.alerts.smtp import PASSWORD, USER, LoopbackSMTP, Mailbox, server_context
 from tests.support.destination import LocalResolver
 from tests.support.engine import make_http

@@ -25,7 +25,7 @@ from app.alerts.channels.config import ChannelConfig
 from app.engine.policy import DestinationPolicy, parse_networks
 from app.engine.transport import HttpLayer
 from tests.alerts.build import make_alert
-from tests.alerts.conftest import NAMES, guarded_http
+from tests.alerts.channels.conftest import NAMES, guarded_http
 from tests.support.destination import Canaries, ConnectGuard, LocalResolver
 from tests.support.engine import loopback_policy
 
