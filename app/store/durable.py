@@ -7,7 +7,14 @@ queue as rows; a job's final row follows its last result (the writer is FIFO), a
 committed the job leaves memory: memory holds running jobs, not history. Reads look in memory
 first, then in the database, so a job is found at every moment: it leaves memory only after
 its final row is committed. No database I/O happens under the memory store's lock, nor under
-this store's own (which only counts the rows queued per job).
+this store's own (which only counts the rows queued per job, and jobs by status).
+
+Jobs by status (`/v1/status`) are counted here, not in the database at each request: the
+counts are read once at start (after crash recovery), then follow every job created,
+started and finished here, and every job retention deletes (`forget`, told by the
+retention loop once its batch is committed). A job's status here is the live one, which the
+database follows a flush interval later. With PostgreSQL, jobs of other replicas are not
+counted.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -61,6 +68,7 @@ class _Queued:
     total: int
     queued: int = 0
     final: dict[str, Any] | None = None
+    status: JobStatus = JobStatus.QUEUED  # as counted in DurableStore's counts
 
 
 class DurableStore:
@@ -84,6 +92,10 @@ class DurableStore:
         self._queued: dict[str, _Queued] = {}
         self._room = threading.Event()  # never set: the pause while the queue is full
         self.lost = 0  # results the writer would not take (its queue full, or stopped)
+        # Once, at start (after crash recovery, before any job is created here).
+        self._counts = dict.fromkeys(JobStatus, 0)
+        for status, count in self.stored.counts_by_status().items():
+            self._counts[JobStatus(status)] += count
 
     # --- writes ---------------------------------------------------------------------------
     def create_job(
@@ -105,6 +117,7 @@ class DurableStore:
         # In memory only once on disk: if keeping it failed, nothing is left behind.
         with self._lock:
             self._queued[job_id] = _Queued(len(urls))
+            self._counts[JobStatus.QUEUED] += 1
         return self.memory.create_job(
             urls, options, duplicates_removed, job_id=job_id, created_at=created_at
         )
@@ -112,6 +125,7 @@ class DurableStore:
     def mark_started(self, job_id: str) -> None:
         started_at = self.memory.start(job_id)
         if started_at is not None:
+            self._move(job_id, JobStatus.RUNNING)
             self._put(rows.mark_started(job_id, started_at))
 
     def record(self, job_id: str, index: int, result: CheckResult | StoredResult) -> bool:
@@ -125,6 +139,7 @@ class DurableStore:
             queued.queued += 1
             if kept.final is not None:
                 queued.final = kept.final
+                self._move_locked(queued, kept.final["status"])
             final = queued.final if queued.queued == queued.total else None
         # Every result of the job is in the writer's queue before its final row.
         if final is not None:
@@ -274,15 +289,30 @@ class DurableStore:
         return self.memory.active_job_ids()
 
     def count_by_status(self) -> dict[JobStatus, int]:
-        live = self.memory.statuses()
-        stored, stale = self.stored.counts(live)
-        counts = dict.fromkeys(JobStatus, 0)
-        for status, count in stored.items():
-            counts[JobStatus(status)] += count
-        for job_id, status in stale.items():  # counted live instead
-            counts[JobStatus(status)] -= 1
-            counts[live[job_id]] += 1
-        return counts
+        with self._lock:
+            return dict(self._counts)
+
+    def _move(self, job_id: str, status: JobStatus) -> None:
+        with self._lock:
+            queued = self._queued.get(job_id)
+            if queued is not None:
+                self._move_locked(queued, status)
+
+    def _move_locked(self, queued: _Queued, status: JobStatus) -> None:
+        """Count the job in `status` now. Its moves may arrive out of order (a job started
+        and finished on two threads at once): a final status is never left, and queued
+        never returned to."""
+        if queued.status.final or status is queued.status or status is JobStatus.QUEUED:
+            return
+        self._counts[queued.status] -= 1
+        self._counts[status] += 1
+        queued.status = status
+
+    def forget(self, deleted: Mapping[str, int]) -> None:
+        """Jobs deleted from the database (retention: final jobs only), by status."""
+        with self._lock:
+            for status, count in deleted.items():
+                self._counts[JobStatus(status)] -= count
 
     @property
     def max_bytes(self) -> int:
