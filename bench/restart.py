@@ -17,8 +17,12 @@ this interpreter, exec'd directly) `--starts` times in each of three cases:
 
 For each start: seconds from exec to the first 200 from GET /readyz (polled every 10 ms),
 and to the log's "ready on" line (its arrival in the log file, polled the same way). Then
-SIGTERM, and the next start waits for the exit (the file admits one process). Prints one
-JSON object: medians, min and max per case, and the database's size.
+SIGTERM, and the next start waits for the exit (the file admits one process). Then, in this
+process, the same number of opens of the store's parts in Storage.open's order, each phase
+timed (`phases_ms`: open the file, check migrations, writer + instance row, crash recovery,
+the jobs-by-status count), which says what the database costs of the start; the rest of a
+start is Python importing the service (the `empty` case shows it). Prints one JSON object:
+medians, min and max per case, and the database's size.
 """
 
 from __future__ import annotations
@@ -47,9 +51,13 @@ from app.db.engine import Database, open_database
 from app.db.migrator import upgrade
 from app.db.schema import job_urls, jobs, results
 from app.db.url import sqlalchemy_url
+from app.db.writer import Writer
 from app.schemas.results import CheckResult, Timings
 from app.store.base import StoredResult
+from app.store.instance import LEASE_S, Instance
+from app.store.recovery import recover
 from app.store.rows import result_row
+from app.store.stored import StoredJobs
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
@@ -192,6 +200,45 @@ def start_once(path: Path, workdir: Path) -> dict[str, float]:
     return figures
 
 
+def open_phases(path: Path, workdir: Path) -> dict[str, float]:
+    """Storage.open's steps on the file, each timed in ms (app/store/storage.py's order)."""
+    marks = [time.perf_counter()]
+    db = open_database(sqlalchemy_url(f"sqlite:///{path}", workdir))
+    marks.append(time.perf_counter())
+    writer = None
+    try:
+        upgrade(db)
+        marks.append(time.perf_counter())
+        writer = Writer(db, 0.1, 10_000).start()
+        instance = Instance(writer)
+        instance.register(60.0)
+        marks.append(time.perf_counter())
+        recover(writer, instance.id, LEASE_S, 60.0)
+        marks.append(time.perf_counter())
+        StoredJobs(db).counts_by_status()
+        marks.append(time.perf_counter())
+        instance.stop()
+    finally:
+        if writer is not None:
+            writer.stop(30.0)
+        db.close()
+    names = ("open", "migrations", "writer_instance", "recovery", "counts")
+    return {name: (marks[i + 1] - marks[i]) * 1000 for i, name in enumerate(names)}
+
+
+def phase_summary(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(s[k] for s in samples), 1) for k in samples[0]}
+
+
+def add_unfinished(path: Path, workdir: Path, count: int, per_job: int) -> None:
+    db = open_database(sqlalchemy_url(f"sqlite:///{path}", workdir))
+    try:
+        for _ in range(count):
+            add_job(db, "running", per_job, per_job // 2, datetime.now(UTC))
+    finally:
+        db.close()
+
+
 def summary(samples: list[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("readyz", "log"):
@@ -222,26 +269,27 @@ def main() -> None:
             upgrade(db)
         finally:
             db.close()
+        starts = range(args.starts)
         cases: dict[str, Any] = {}
-        cases["empty"] = summary([start_once(path, workdir) for _ in range(args.starts)])
+        cases["empty"] = summary([start_once(path, workdir) for _ in starts])
+        cases["empty"]["phases_ms"] = phase_summary([open_phases(path, workdir) for _ in starts])
 
         db = open_database(sqlalchemy_url(f"sqlite:///{path}", workdir))
         try:
             seed_s = seed(db, args.jobs, args.results)
         finally:
             db.close()
-        cases["history"] = summary([start_once(path, workdir) for _ in range(args.starts)])
+        cases["history"] = summary([start_once(path, workdir) for _ in starts])
+        cases["history"]["phases_ms"] = phase_summary([open_phases(path, workdir) for _ in starts])
 
-        recovering = []
-        for _ in range(args.starts):
-            db = open_database(sqlalchemy_url(f"sqlite:///{path}", workdir))
-            try:
-                for _ in range(args.unfinished):
-                    add_job(db, "running", args.results, args.results // 2, datetime.now(UTC))
-            finally:
-                db.close()
+        recovering, phases = [], []
+        for _ in starts:
+            add_unfinished(path, workdir, args.unfinished, args.results)
             recovering.append(start_once(path, workdir))
+            add_unfinished(path, workdir, args.unfinished, args.results)
+            phases.append(open_phases(path, workdir))
         cases["recover"] = summary(recovering)
+        cases["recover"]["phases_ms"] = phase_summary(phases)
         report = {
             "stored_results": args.jobs * args.results,
             "jobs": args.jobs,
