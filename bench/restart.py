@@ -9,11 +9,14 @@ executemany in one transaction per job: the jobs finished, their URLs and result
 service writes them), then starts the real service (the `urlhealth` console script next to
 this interpreter, exec'd directly) `--starts` times in each of three cases:
 
-- `empty`: the same file before seeding (what start costs without history);
+- `empty`: a file with the schema only (what a start costs without history);
 - `history`: the 1,000,000 results;
 - `recover`: the same plus `--unfinished` jobs left `running` by a process that is gone,
-  each with half of its results: recovery finalises them at start (re-seeded before each
+  each with half of its results: recovery finalises them at start (added before each
   start, so every start has them to recover).
+
+The cases are interleaved start by start (empty, history, recover, empty, ...), so a noisy
+spell of the machine falls on all three.
 
 For each start: seconds from exec to the first 200 from GET /readyz (polled every 10 ms),
 and to the log's "ready on" line (its arrival in the log file, polled the same way). Then
@@ -258,38 +261,42 @@ def main() -> None:
     parser.add_argument("--results", type=int, default=10_000, help="results per job")
     parser.add_argument("--unfinished", type=int, default=3, help="jobs to recover at start")
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--dir", type=Path, default=None, help="where the file goes (a tmp dir)")
+    parser.add_argument("--dir", type=Path, default=None, help="where the files go (a tmp dir)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="urlhealth-restart-", dir=args.dir))
-    path = workdir / "urlhealth.db"
+    empty, path = workdir / "empty" / "urlhealth.db", workdir / "history" / "urlhealth.db"
     try:
-        db = open_database(sqlalchemy_url(f"sqlite:///{path}", workdir))
-        try:
-            upgrade(db)
-        finally:
-            db.close()
-        starts = range(args.starts)
-        cases: dict[str, Any] = {}
-        cases["empty"] = summary([start_once(path, workdir) for _ in starts])
-        cases["empty"]["phases_ms"] = phase_summary([open_phases(path, workdir) for _ in starts])
-
-        db = open_database(sqlalchemy_url(f"sqlite:///{path}", workdir))
+        for file in (empty, path):
+            file.parent.mkdir()
+            db = open_database(sqlalchemy_url(f"sqlite:///{file}", file.parent))
+            try:
+                upgrade(db)
+            finally:
+                db.close()
+        db = open_database(sqlalchemy_url(f"sqlite:///{path}", path.parent))
         try:
             seed_s = seed(db, args.jobs, args.results)
         finally:
             db.close()
-        cases["history"] = summary([start_once(path, workdir) for _ in starts])
-        cases["history"]["phases_ms"] = phase_summary([open_phases(path, workdir) for _ in starts])
-
-        recovering, phases = [], []
-        for _ in starts:
-            add_unfinished(path, workdir, args.unfinished, args.results)
-            recovering.append(start_once(path, workdir))
-            add_unfinished(path, workdir, args.unfinished, args.results)
-            phases.append(open_phases(path, workdir))
-        cases["recover"] = summary(recovering)
-        cases["recover"]["phases_ms"] = phase_summary(phases)
+        os.sync()  # the seed's gigabyte written back before the clock runs, not during it
+        # Interleaved, start by start, so a noisy spell of the machine falls on every case.
+        starts: dict[str, list[dict[str, float]]] = {"empty": [], "history": [], "recover": []}
+        phases: dict[str, list[dict[str, float]]] = {"empty": [], "history": [], "recover": []}
+        for _ in range(args.starts):
+            starts["empty"].append(start_once(empty, empty.parent))
+            starts["history"].append(start_once(path, path.parent))
+            add_unfinished(path, path.parent, args.unfinished, args.results)
+            starts["recover"].append(start_once(path, path.parent))
+        for _ in range(args.starts):
+            phases["empty"].append(open_phases(empty, empty.parent))
+            phases["history"].append(open_phases(path, path.parent))
+            add_unfinished(path, path.parent, args.unfinished, args.results)
+            phases["recover"].append(open_phases(path, path.parent))
+        cases = {
+            name: {**summary(starts[name]), "phases_ms": phase_summary(phases[name])}
+            for name in starts
+        }
         report = {
             "stored_results": args.jobs * args.results,
             "jobs": args.jobs,
@@ -303,6 +310,14 @@ def main() -> None:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
         }
         print(json.dumps(report, indent=2))
+        for name, case in cases.items():
+            print(
+                f"{name:8} exec->readyz 200 median {case['readyz']['median_s']:.3f} s "
+                f"(min {case['readyz']['min_s']:.3f}, max {case['readyz']['max_s']:.3f}), "
+                f"exec->'ready on' {case['log']['median_s']:.3f} s; "
+                f"in-process phases ms {case['phases_ms']}",
+                file=sys.stderr,
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -7,14 +7,8 @@ queue as rows; a job's final row follows its last result (the writer is FIFO), a
 committed the job leaves memory: memory holds running jobs, not history. Reads look in memory
 first, then in the database, so a job is found at every moment: it leaves memory only after
 its final row is committed. No database I/O happens under the memory store's lock, nor under
-this store's own (which only counts the rows queued per job, and jobs by status).
-
-Jobs by status (`/v1/status`) are counted here, not in the database at each request: the
-counts are read once at start (after crash recovery), then follow every job created,
-started and finished here, and every job retention deletes (`forget`, told by the
-retention loop once its batch is committed). A job's status here is the live one, which the
-database follows a flush interval later. With PostgreSQL, jobs of other replicas are not
-counted.
+this store's own (which only counts the rows queued per job). Jobs by status are counted as
+they change (app/store/counts.py), not in the database at every `/v1/status`.
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -47,6 +41,7 @@ from app.store.base import (
     StoreUnavailable,
     Unsubscribe,
 )
+from app.store.counts import JobCounts
 from app.store.memory import MemoryStore
 from app.store.stored import StoredJobs, reason_of
 
@@ -92,10 +87,8 @@ class DurableStore:
         self._queued: dict[str, _Queued] = {}
         self._room = threading.Event()  # never set: the pause while the queue is full
         self.lost = 0  # results the writer would not take (its queue full, or stopped)
-        # Once, at start (after crash recovery, before any job is created here).
-        self._counts = dict.fromkeys(JobStatus, 0)
-        for status, count in self.stored.counts_by_status().items():
-            self._counts[JobStatus(status)] += count
+        # Read once, at start (after crash recovery, before any job is created here).
+        self.counts = JobCounts(self.stored.counts_by_status())
 
     # --- writes ---------------------------------------------------------------------------
     def create_job(
@@ -117,7 +110,7 @@ class DurableStore:
         # In memory only once on disk: if keeping it failed, nothing is left behind.
         with self._lock:
             self._queued[job_id] = _Queued(len(urls))
-            self._counts[JobStatus.QUEUED] += 1
+            self.counts.created()  # under this lock too, so no move of the job comes first
         return self.memory.create_job(
             urls, options, duplicates_removed, job_id=job_id, created_at=created_at
         )
@@ -289,8 +282,7 @@ class DurableStore:
         return self.memory.active_job_ids()
 
     def count_by_status(self) -> dict[JobStatus, int]:
-        with self._lock:
-            return dict(self._counts)
+        return self.counts.snapshot()
 
     def _move(self, job_id: str, status: JobStatus) -> None:
         with self._lock:
@@ -304,15 +296,8 @@ class DurableStore:
         never returned to."""
         if queued.status.final or status is queued.status or status is JobStatus.QUEUED:
             return
-        self._counts[queued.status] -= 1
-        self._counts[status] += 1
+        self.counts.moved(queued.status, status)
         queued.status = status
-
-    def forget(self, deleted: Mapping[str, int]) -> None:
-        """Jobs deleted from the database (retention: final jobs only), by status."""
-        with self._lock:
-            for status, count in deleted.items():
-                self._counts[JobStatus(status)] -= count
 
     @property
     def max_bytes(self) -> int:

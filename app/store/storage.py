@@ -79,7 +79,7 @@ class Storage:
             retention_days=settings.db_retention_days,
             max_jobs=settings.db_retention_max_jobs,
             interval_s=settings.db_retention_interval_s,
-            on_deleted=store.forget,  # the store's job counts follow what retention deletes
+            on_deleted=store.counts.deleted,  # the store's job counts follow what retention deletes
         ).start()
         return cls(database, writer, instance, store, retention, settings.db_flush_timeout_s)
 
