@@ -22,7 +22,7 @@ from app.schemas.results import ErrorKind
 from app.store.base import JobFilter, JobNotFound, StoredResult, StoreUnavailable
 from app.store.durable import DurableStore
 from app.store.instance import Instance
-from app.store.recovery import MESSAGE
+from app.store.recovery import MESSAGE, interrupted, interrupted_results
 from app.store.storage import Storage
 from tests.conftest import make_settings
 from tests.store.test_memory import OPTIONS, down, up, urls
@@ -466,3 +466,17 @@ def test_job_counts_kept_in_memory_equal_the_databases_after_every_kind_of_endin
         assert again.store.count_by_status() == stored_statuses(again)
     finally:
         again.close()
+
+
+def test_interrupted_results_made_at_recovery_are_each_models_json_byte_for_byte() -> None:
+    # Recovery encodes one model per job and puts each URL in: the bytes must not differ.
+    now = datetime.now(UTC)
+    tricky = [
+        "http://a.test/",
+        'http://b.test/"q"\\',
+        "http://ü.test/ß?x=1&y=<>",
+        "http://c/\u2028",
+    ]
+    assert list(interrupted_results(tricky, now)) == [
+        StoredResult.of(interrupted(url, now)) for url in tricky
+    ]
