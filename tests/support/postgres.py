@@ -184,8 +184,8 @@ def start_postgres() -> PostgresServer:
 
 
 def own_server(ci: bool) -> PostgresServer:
-    """A server of the caller's own (a test that stops it must not stop the session's), or
-    the skip (the failure, in CI) saying why there is none."""
+    """A started server (the session's, or a test's own: one that stops its server must not
+    stop the session's), or the skip (the failure, in CI) saying why there is none."""
     try:
         return start_postgres()
     except PostgresUnavailable as exc:
