@@ -421,9 +421,9 @@ def test_job_counts_kept_in_memory_equal_the_databases_after_every_kind_of_endin
             stale = datetime.now(UTC) - timedelta(minutes=5)
             c.execute(update(instances).values(heartbeat_at=stale))
 
-    # Recovery finalises `crashed` at start; retention keeps the newest 4 jobs, every
+    # Recovery finalises `crashed` at start; retention keeps the newest 5 jobs, every
     # 0.05 s, so it deletes finished jobs while others are created and finish.
-    storage = open_storage_with(url, db_retention_max_jobs=4, db_retention_interval_s=0.05)
+    storage = open_storage_with(url, db_retention_max_jobs=5, db_retention_interval_s=0.05)
     try:
         store = storage.store
         assert store.count_by_status() == stored_statuses(storage)
@@ -440,18 +440,22 @@ def test_job_counts_kept_in_memory_equal_the_databases_after_every_kind_of_endin
         store.mark_interrupted(interrupted)
         store.record(interrupted, 0, up("http://u0.test/"))
         store.record(interrupted, 1, down("http://u1.test/", ErrorKind.INTERRUPTED))
+        never_started = store.create_job(urls(2), OPTIONS).id  # cancelled while queued
+        store.request_cancel(never_started)
+        for index in (0, 1):
+            store.record(never_started, index, down(f"http://u{index}.test/", ErrorKind.CANCELLED))
         running = store.create_job(urls(2), OPTIONS).id
         store.mark_started(running)
         store.record(running, 0, up("http://u0.test/"))
         store.create_job(urls(2), OPTIONS)  # stays queued
 
-        # The newest 4 stay (queued, running, interrupted, cancelled); the 2 done jobs and
-        # the one recovery ended interrupted were deleted by retention.
+        # The newest 5 stay (queued, running, cancelled twice, interrupted); the 2 done jobs
+        # and the one recovery ended interrupted were deleted by retention.
         expected = {
             JobStatus.QUEUED: 1,
             JobStatus.RUNNING: 1,
             JobStatus.DONE: 0,
-            JobStatus.CANCELLED: 1,
+            JobStatus.CANCELLED: 2,
             JobStatus.INTERRUPTED: 1,
         }
         assert wait_until(lambda: stored_statuses(storage) == expected, 20.0), stored_statuses(
