@@ -15,7 +15,7 @@ from app.engine.resolver import Resolver
 from app.main import create_app
 from app.services import Services
 from tests.support.destination import Canaries
-from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres, unavailable
+from tests.support.postgres import PostgresServer, own_server
 from tests.support.servers import (
     RawServer,
     ThreadedUvicorn,
@@ -39,10 +39,7 @@ def target() -> Iterator[ThreadedUvicorn]:
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the session; skipped when none can be started here,
     except in CI (CI=true), where that fails the run."""
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        unavailable(str(exc), ci=os.environ.get("CI") == "true")
+    server = own_server(ci=os.environ.get("CI") == "true")
     yield server
     server.remove()
 

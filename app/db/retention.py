@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -38,16 +38,26 @@ MAX_BATCHES_PER_ROUND = 100_000  # a bound, not a target: a round ends when noth
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    """What one batch (or a sum of them) did; `more`: call again, something is left."""
+    """What one batch (or a sum of them) did; `more`: call again, something is left.
+    `deleted`: the jobs deleted, by their (final) status, so that counts kept elsewhere
+    (the store's jobs by status) can follow without counting the table again."""
 
     jobs: int = 0
     rows: int = 0
     pages: int = 0
     more: bool = False
+    deleted: Mapping[str, int] = field(default_factory=dict)
 
     def __add__(self, other: Pruned) -> Pruned:
+        deleted = dict(self.deleted)
+        for status, count in other.deleted.items():
+            deleted[status] = deleted.get(status, 0) + count
         return Pruned(
-            self.jobs + other.jobs, self.rows + other.rows, self.pages + other.pages, other.more
+            self.jobs + other.jobs,
+            self.rows + other.rows,
+            self.pages + other.pages,
+            other.more,
+            deleted,
         )
 
 
@@ -66,35 +76,39 @@ def prune_batch(
     candidates, full = _candidates(connection, older_than, keep_max_jobs, batch_jobs)
     if not candidates:
         return vacuum(connection, vacuum_pages, Pruned())
-    first_id, first_total = candidates[0]
+    first_id, (first_total, first_status) = candidates[0]
     if 2 * first_total > batch_rows:  # URLs and results: more than one batch holds
-        return vacuum(connection, vacuum_pages, _prune_part(connection, first_id, batch_rows))
+        part = _prune_part(connection, first_id, first_status, batch_rows)
+        return vacuum(connection, vacuum_pages, part)
     taken: list[str] = []
+    deleted: dict[str, int] = {}
     budget = batch_rows
-    for job_id, total in candidates:
+    for job_id, (total, status) in candidates:
         if 2 * total > budget:
             break
         taken.append(job_id)
+        deleted[status] = deleted.get(status, 0) + 1
         budget -= 2 * total
     rows = 0
     for table in (schema.results, schema.job_urls):
         rows += connection.execute(delete(table).where(table.c.job_id.in_(taken))).rowcount
     connection.execute(delete(schema.jobs).where(schema.jobs.c.id.in_(taken)))
     more = full or len(taken) < len(candidates)
-    return vacuum(connection, vacuum_pages, Pruned(len(taken), rows, 0, more))
+    return vacuum(connection, vacuum_pages, Pruned(len(taken), rows, 0, more, deleted))
 
 
 def _candidates(
     connection: Connection, older_than: datetime, keep_max_jobs: int, limit: int
-) -> tuple[list[tuple[str, int]], bool]:
-    """Up to `limit` (job id, URL count) to delete, and whether the limit was reached.
+) -> tuple[list[tuple[str, tuple[int, str]]], bool]:
+    """Up to `limit` (job id, (URL count, status)) to delete, and whether the limit was
+    reached.
 
     One query per reason, each a range of an index, so that finding nothing to delete in
     100,000 jobs reads only the index entries near the limits (one query with an OR of the
     reasons was measured scanning every job: 80 ms with nothing to do)."""
     jobs = schema.jobs
     final = jobs.c.status.not_in(schema.UNFINISHED)
-    found = select(jobs.c.id, jobs.c.total)
+    found = select(jobs.c.id, jobs.c.total, jobs.c.status)
     queries = []
     # The newest job beyond the count limit: it and every older one are in excess.
     boundary = connection.execute(
@@ -115,20 +129,20 @@ def _candidates(
     queries.append(found.where(final, jobs.c.finished_at < older_than).order_by(jobs.c.finished_at))
     # A final job without an end time (none should exist): aged by its creation.
     queries.append(found.where(final, jobs.c.finished_at.is_(None), jobs.c.created_at < older_than))
-    candidates: dict[str, int] = {}
+    candidates: dict[str, tuple[int, str]] = {}
     for query in queries:
         want = limit - len(candidates)
         if want <= 0:
             return list(candidates.items()), True
         rows = connection.execute(query.limit(want)).all()
-        for job_id, total in rows:
-            candidates.setdefault(job_id, total)
+        for job_id, total, status in rows:
+            candidates.setdefault(job_id, (total, status))
         if len(rows) == want:
             return list(candidates.items()), True
     return list(candidates.items()), False
 
 
-def _prune_part(connection: Connection, job_id: str, batch_rows: int) -> Pruned:
+def _prune_part(connection: Connection, job_id: str, status: str, batch_rows: int) -> Pruned:
     """Up to `batch_rows` of one big job's rows; the job's row too once none are left."""
     budget = batch_rows
     for table in (schema.results, schema.job_urls):
@@ -138,7 +152,7 @@ def _prune_part(connection: Connection, job_id: str, batch_rows: int) -> Pruned:
         if budget <= 0:
             return Pruned(0, batch_rows, 0, True)
     connection.execute(delete(schema.jobs).where(schema.jobs.c.id == job_id))
-    return Pruned(1, batch_rows - budget, 0, True)
+    return Pruned(1, batch_rows - budget, 0, True, {status: 1})
 
 
 def vacuum(connection: Connection, pages: int, pruned: Pruned) -> Pruned:
@@ -148,7 +162,7 @@ def vacuum(connection: Connection, pages: int, pruned: Pruned) -> Pruned:
     for _ in range(min(free, pages)):
         connection.exec_driver_sql("PRAGMA incremental_vacuum(1)")
     left = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar_one())
-    return Pruned(pruned.jobs, pruned.rows, free - left, pruned.more or 0 < left < free)
+    return replace(pruned, pages=free - left, more=pruned.more or 0 < left < free)
 
 
 def prune(
@@ -205,7 +219,11 @@ def _utcnow() -> datetime:
 
 class RetentionLoop:
     """A thread that prunes every `interval_s` (first at start), one batch at a time through
-    `submit` (the writer's), waiting for each before the next. stop() ends it at once."""
+    `submit` (the writer's), waiting for each before the next. stop() ends it at once.
+
+    `on_deleted` is told the jobs each batch deleted, by status, once it is committed (from
+    the writer's thread, as the batch's future completes), even if the loop stopped waiting
+    for it: whoever counts jobs never misses a deletion."""
 
     def __init__(
         self,
@@ -218,9 +236,11 @@ class RetentionLoop:
         batch_jobs: int = BATCH_JOBS,
         batch_rows: int = BATCH_ROWS,
         tasks: Sequence[RetentionTask] = (),
+        on_deleted: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
         self._submit = submit
         self._tasks = tuple(tasks)
+        self._on_deleted = on_deleted
         self._age = timedelta(days=retention_days)
         self._max_jobs = max_jobs
         self._interval = interval_s
@@ -274,7 +294,10 @@ class RetentionLoop:
                     keep_max_jobs=self._max_jobs,
                     batch_jobs=batch_jobs,
                     batch_rows=batch_rows,
-                )
+                ),
+                # The job counts follow what is deleted once it is committed, even if this
+                # loop stopped waiting for it.
+                self._committed,
             )
             if pruned is None:
                 return None
@@ -290,12 +313,25 @@ class RetentionLoop:
             total = Pruned(total.jobs, total.rows + done.rows, total.pages + done.pages)
         return total
 
-    def _run_batch(self, write: Callable[[Connection], T]) -> T | None:
+    def _run_batch(
+        self,
+        write: Callable[[Connection], T],
+        committed: Callable[[Future[T]], None] | None = None,
+    ) -> T | None:
         future = self._submit(write)
+        if committed is not None:
+            future.add_done_callback(committed)
         if not _wait(future, self._stop):
             future.cancel()  # if the writer has not started it, it is not made
             return None
         return future.result()
+
+    def _committed(self, future: Future[Pruned]) -> None:
+        if self._on_deleted is None or future.cancelled() or future.exception() is not None:
+            return
+        deleted = future.result().deleted
+        if deleted:
+            self._on_deleted(deleted)
 
 
 def _wait(future: Future[Any], stop: threading.Event) -> bool:

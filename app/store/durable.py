@@ -7,7 +7,8 @@ queue as rows; a job's final row follows its last result (the writer is FIFO), a
 committed the job leaves memory: memory holds running jobs, not history. Reads look in memory
 first, then in the database, so a job is found at every moment: it leaves memory only after
 its final row is committed. No database I/O happens under the memory store's lock, nor under
-this store's own (which only counts the rows queued per job).
+this store's own (which only counts the rows queued per job). Jobs by status are counted as
+they change (app/store/counts.py), not in the database at every `/v1/status`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from app.store.base import (
     StoreUnavailable,
     Unsubscribe,
 )
+from app.store.counts import JobCounts
 from app.store.memory import MemoryStore
 from app.store.stored import StoredJobs, reason_of
 
@@ -61,6 +63,7 @@ class _Queued:
     total: int
     queued: int = 0
     final: dict[str, Any] | None = None
+    status: JobStatus = JobStatus.QUEUED  # as counted in DurableStore's counts
 
 
 class DurableStore:
@@ -84,6 +87,8 @@ class DurableStore:
         self._queued: dict[str, _Queued] = {}
         self._room = threading.Event()  # never set: the pause while the queue is full
         self.lost = 0  # results the writer would not take (its queue full, or stopped)
+        # Read once, at start (after crash recovery, before any job is created here).
+        self.counts = JobCounts(self.stored.counts_by_status())
 
     # --- writes ---------------------------------------------------------------------------
     def create_job(
@@ -105,6 +110,7 @@ class DurableStore:
         # In memory only once on disk: if keeping it failed, nothing is left behind.
         with self._lock:
             self._queued[job_id] = _Queued(len(urls))
+            self.counts.created()  # under this lock too, so no move of the job comes first
         return self.memory.create_job(
             urls, options, duplicates_removed, job_id=job_id, created_at=created_at
         )
@@ -112,6 +118,7 @@ class DurableStore:
     def mark_started(self, job_id: str) -> None:
         started_at = self.memory.start(job_id)
         if started_at is not None:
+            self._move(job_id, JobStatus.RUNNING)
             self._put(rows.mark_started(job_id, started_at))
 
     def record(self, job_id: str, index: int, result: CheckResult | StoredResult) -> bool:
@@ -125,6 +132,7 @@ class DurableStore:
             queued.queued += 1
             if kept.final is not None:
                 queued.final = kept.final
+                self._move_locked(queued, kept.final["status"])
             final = queued.final if queued.queued == queued.total else None
         # Every result of the job is in the writer's queue before its final row.
         if final is not None:
@@ -274,15 +282,22 @@ class DurableStore:
         return self.memory.active_job_ids()
 
     def count_by_status(self) -> dict[JobStatus, int]:
-        live = self.memory.statuses()
-        stored, stale = self.stored.counts(live)
-        counts = dict.fromkeys(JobStatus, 0)
-        for status, count in stored.items():
-            counts[JobStatus(status)] += count
-        for job_id, status in stale.items():  # counted live instead
-            counts[JobStatus(status)] -= 1
-            counts[live[job_id]] += 1
-        return counts
+        return self.counts.snapshot()
+
+    def _move(self, job_id: str, status: JobStatus) -> None:
+        with self._lock:
+            queued = self._queued.get(job_id)
+            if queued is not None:
+                self._move_locked(queued, status)
+
+    def _move_locked(self, queued: _Queued, status: JobStatus) -> None:
+        """Count the job in `status` now. Its moves may arrive out of order (a job started
+        and finished on two threads at once): a final status is never left, and queued
+        never returned to."""
+        if queued.status.final or status is queued.status or status is JobStatus.QUEUED:
+            return
+        self.counts.moved(queued.status, status)
+        queued.status = status
 
     @property
     def max_bytes(self) -> int:

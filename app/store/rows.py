@@ -8,7 +8,7 @@ is a range of ix_jobs_created_at (or ix_jobs_status_created_at with a status fil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +21,6 @@ from app.store.base import JobFilter, StoredResult
 
 _CANCELLED = "cancelled"
 _INTERRUPTED = "interrupted"
-# Ids per `IN (...)`: well under every backend's limit on bound parameters.
-_IDS_PER_QUERY = 500
 
 
 def where_clause(where: JobFilter) -> ColumnElement[bool]:
@@ -190,14 +188,3 @@ def read_list(
 def count_by_status(connection: Connection) -> dict[str, int]:
     rows = connection.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
     return {status: int(count) for status, count in rows}
-
-
-def statuses_of(connection: Connection, ids: Iterable[str]) -> dict[str, str]:
-    """The stored status of each of `ids` that has a row."""
-    wanted = list(ids)
-    found: dict[str, str] = {}
-    for start in range(0, len(wanted), _IDS_PER_QUERY):
-        chunk = wanted[start : start + _IDS_PER_QUERY]
-        rows = connection.execute(select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(chunk)))
-        found.update({str(job_id): str(status) for job_id, status in rows})
-    return found

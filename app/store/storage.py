@@ -82,6 +82,7 @@ class Storage:
             max_jobs=settings.db_retention_max_jobs,
             interval_s=settings.db_retention_interval_s,
             tasks=retention_tasks,
+            on_deleted=store.counts.deleted,  # the store's job counts follow what retention deletes
         ).start()
         return cls(database, writer, instance, store, retention, settings.db_flush_timeout_s)
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
 
 from app import __version__
 from tests.conftest import RunningService
@@ -115,3 +119,27 @@ def test_status_shows_the_database_writer(
     wait_final(svc.client, job["id"])
     # The job's row, its two results and its final row, at least.
     wait_for(lambda: status(svc.client)["database"]["written"] >= idle["written"] + 4 or None)
+
+
+def test_status_reads_job_counts_without_a_query_per_request(
+    service_factory: ServiceFactory, target: ThreadedUvicorn, tmp_path: Path
+) -> None:
+    # A real SQLite file, its engine watched: every statement any thread sends is seen.
+    svc = service_factory(database_url=f"sqlite:///{tmp_path / 'urlhealth.db'}")
+    job_id = submit(svc.client, [f"{target.url}/status/200", f"{target.url}/status/500"])["id"]
+    wait_final(svc.client, job_id)
+    wait_for(lambda: status(svc.client)["jobs"]["done"] == 1, what="the job counted done")
+    engine = svc.services.storage.database.engine
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        bodies = [status(svc.client) for _ in range(20)]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert all(body["jobs"]["done"] == 1 for body in bodies)
+    counts = [s for s in statements if "count(" in s.lower() or "from jobs" in s.lower()]
+    assert counts == []

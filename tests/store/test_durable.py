@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from app.db.engine import open_database
 from app.db.schema import instances, jobs, results
 from app.schemas.jobs import JobStatus
 from app.schemas.results import ErrorKind
 from app.store.base import JobFilter, JobNotFound, StoredResult, StoreUnavailable
 from app.store.durable import DurableStore
 from app.store.instance import Instance
-from app.store.recovery import MESSAGE
+from app.store.recovery import MESSAGE, interrupted, interrupted_results
 from app.store.storage import Storage
 from tests.conftest import make_settings
 from tests.store.test_memory import OPTIONS, down, up, urls
@@ -395,3 +396,91 @@ def test_while_the_database_is_away_results_are_counted_lost_not_waited_for(
     finally:
         fault.mode = "none"
         storage.close()
+
+
+def stored_statuses(storage: Storage) -> dict[JobStatus, int]:
+    """A fresh GROUP BY of the jobs on disk, every status present."""
+    with storage.database.engine.connect() as connection:
+        query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        found = {JobStatus(status): int(n) for status, n in connection.execute(query)}
+    return {status: found.get(status, 0) for status in JobStatus}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_job_counts_kept_in_memory_equal_the_databases_after_every_kind_of_ending(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = url_for(backend, tmp_path, request)
+    first = open_storage(url)
+    crashed = first.store.create_job(urls(4), OPTIONS).id
+    first.store.mark_started(crashed)
+    first.store.record(crashed, 1, up("http://u1.test/"))
+    crash(first)
+    if backend == "postgresql":  # its owner's lease runs out, so the next start recovers it
+        with open_database(first.database.url) as database, database.engine.begin() as c:
+            stale = datetime.now(UTC) - timedelta(minutes=5)
+            c.execute(update(instances).values(heartbeat_at=stale))
+
+    # Recovery finalises `crashed` at start; retention keeps the newest 5 jobs, every
+    # 0.05 s, so it deletes finished jobs while others are created and finish.
+    storage = open_storage_with(url, db_retention_max_jobs=5, db_retention_interval_s=0.05)
+    try:
+        store = storage.store
+        assert store.count_by_status() == stored_statuses(storage)
+        for _ in range(2):
+            finish(store, store.create_job(urls(3), OPTIONS).id)
+        cancelled = store.create_job(urls(3), OPTIONS).id
+        store.mark_started(cancelled)
+        store.record(cancelled, 0, up("http://u0.test/"))
+        store.request_cancel(cancelled)
+        for index in (1, 2):
+            store.record(cancelled, index, down(f"http://u{index}.test/", ErrorKind.CANCELLED))
+        interrupted = store.create_job(urls(2), OPTIONS).id
+        store.mark_started(interrupted)
+        store.mark_interrupted(interrupted)
+        store.record(interrupted, 0, up("http://u0.test/"))
+        store.record(interrupted, 1, down("http://u1.test/", ErrorKind.INTERRUPTED))
+        never_started = store.create_job(urls(2), OPTIONS).id  # cancelled while queued
+        store.request_cancel(never_started)
+        for index in (0, 1):
+            store.record(never_started, index, down(f"http://u{index}.test/", ErrorKind.CANCELLED))
+        running = store.create_job(urls(2), OPTIONS).id
+        store.mark_started(running)
+        store.record(running, 0, up("http://u0.test/"))
+        store.create_job(urls(2), OPTIONS)  # stays queued
+
+        # The newest 5 stay (queued, running, cancelled twice, interrupted); the 2 done jobs
+        # and the one recovery ended interrupted were deleted by retention.
+        expected = {
+            JobStatus.QUEUED: 1,
+            JobStatus.RUNNING: 1,
+            JobStatus.DONE: 0,
+            JobStatus.CANCELLED: 2,
+            JobStatus.INTERRUPTED: 1,
+        }
+        assert wait_until(lambda: stored_statuses(storage) == expected, 20.0), stored_statuses(
+            storage
+        )
+        assert store.count_by_status() == expected
+    finally:
+        storage.close()
+
+    again = open_storage(url)  # loaded at start: the same figures
+    try:
+        assert again.store.count_by_status() == stored_statuses(again)
+    finally:
+        again.close()
+
+
+def test_interrupted_results_made_at_recovery_are_each_models_json_byte_for_byte() -> None:
+    # Recovery encodes one model per job and puts each URL in: the bytes must not differ.
+    now = datetime.now(UTC)
+    tricky = [
+        "http://a.test/",
+        'http://b.test/"q"\\',
+        "http://ü.test/ß?x=1&y=<>",
+        "http://c/\u2028",
+    ]
+    assert list(interrupted_results(tricky, now)) == [
+        StoredResult.of(interrupted(url, now)) for url in tricky
+    ]

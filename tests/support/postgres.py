@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -140,6 +141,16 @@ class PostgresServer:
         """Stop the server, keeping the cluster (for tests of a database that goes away)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The server stopped (`-m fast`: clients disconnected) for the block, then started
+        again on the same port and data directory, even if the block fails."""
+        self.stop_server()
+        try:
+            yield
+        finally:
+            self.start()
+
     def url(self, database: str = "postgres", password: str | None = None) -> str:
         auth = "postgres" if password is None else f"postgres:{password}"
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
@@ -170,6 +181,15 @@ def start_postgres() -> PostgresServer:
     except PostgresUnavailable:
         server.remove()
         raise
+
+
+def own_server(ci: bool) -> PostgresServer:
+    """A started server (the session's, or a test's own: one that stops its server must not
+    stop the session's), or the skip (the failure, in CI) saying why there is none."""
+    try:
+        return start_postgres()
+    except PostgresUnavailable as exc:
+        unavailable(str(exc), ci)
 
 
 def unavailable(reason: str, ci: bool) -> NoReturn:

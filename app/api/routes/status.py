@@ -18,8 +18,9 @@ router = APIRouter(prefix="/v1", tags=["status"], route_class=JSONBodyRoute)
 
 
 @router.get("/status", response_model=StatusPublic, summary="Service status and counters")
-def status(services: ServicesDep) -> Response:
-    # A plain def: the counts of finished jobs come from the database, off the event loop.
+async def status(services: ServicesDep) -> Response:
+    # On the event loop: every figure is kept in memory, read under a lock held only to copy
+    # it (jobs by status too: no query per request), so a thread would only add hops.
     running, queued, checked = services.dispatcher.counters()
     body = StatusPublic(
         version=__version__,
