@@ -3,13 +3,23 @@ deciding where its alerts go over (or without) any rule."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from app.monitors.recorder import Recorder
-from tests.alerts.test_api import Service, service, wait_for_alert  # noqa: F401 - fixture
+from tests.alerts.test_api import Service, wait_for_alert
 from tests.support.alerts import Receiver, record
 
 DOWN = ["up", "up", "down", "down", "down"]
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    started = Service()
+    yield started
+    started.close()
 
 
 def channel(service: Service, receiver: Receiver) -> None:
@@ -26,7 +36,7 @@ def monitor(service: Service, slug: str, alerts: dict[str, Any]) -> dict[str, An
     return found
 
 
-def test_a_monitors_own_channels_alert_with_no_rule_at_all(service: Service) -> None:  # noqa: F811
+def test_a_monitors_own_channels_alert_with_no_rule_at_all(service: Service) -> None:
     receiver = Receiver()
     try:
         channel(service, receiver)
@@ -44,7 +54,7 @@ def test_a_monitors_own_channels_alert_with_no_rule_at_all(service: Service) -> 
 
 
 def test_a_monitor_that_turns_down_alerts_off_sends_none_under_a_catch_all_rule(
-    service: Service,  # noqa: F811
+    service: Service,
 ) -> None:
     receiver = Receiver()
     try:
@@ -67,7 +77,7 @@ def test_a_monitor_that_turns_down_alerts_off_sends_none_under_a_catch_all_rule(
         receiver.stop()
 
 
-def test_the_alerts_field_is_merge_patched_and_null_removes_it(service: Service) -> None:  # noqa: F811
+def test_the_alerts_field_is_merge_patched_and_null_removes_it(service: Service) -> None:
     api = service.client
     monitor(service, "patched", {"channels": ["ops"], "on_down": False})
     changed = api.patch(
