@@ -18,6 +18,7 @@ from app.alerts.claims import Claimed
 from app.alerts.contract import Senders
 from app.alerts.delivery import Delivery
 from app.alerts.errors import Invalid
+from app.alerts.filetables import FileTables
 from app.alerts.outbox import AlertHook
 from app.alerts.policy import DeliveryConfig
 from app.alerts.rows import Rows
@@ -46,6 +47,7 @@ class Alerts(Rows):
         self._senders = senders
         self.rulebook = RuleBook(database, writer, clock)
         self.hook = AlertHook(clock)  # the Recorder's on_transition
+        self.file_tables = FileTables(senders)  # the monitors file's channels and rules
         self.delivery = Delivery(
             database, writer, senders.send, senders.codec, senders.http, owner, config, clock
         )

@@ -18,6 +18,7 @@ from app.db.engine import Database
 from app.db.schema import monitors as monitors_table
 from app.db.writer import Writer, WriterClosed, WriterFull
 from app.engine.dispatcher import Dispatcher
+from app.monitors.file import AlertTables
 from app.monitors.recorder import OnTransition, Recorder
 from app.monitors.repository import MonitorRepository
 from app.monitors.scheduler import MonitorScheduler, Scheduled
@@ -43,9 +44,10 @@ class Monitoring:
         writer: Writer,
         dispatcher: Dispatcher,
         on_transition: OnTransition | None = None,
+        alert_tables: AlertTables | None = None,
     ) -> Monitoring:
         """`on_transition`: called in the transaction of each confirmed state change (the
-        alerts' outbox)."""
+        alerts' outbox); `alert_tables`: the file's channels and alert rules."""
         recorder = Recorder(writer, on_transition)
 
         def run(monitor: Scheduled) -> Future[CheckResult]:
@@ -56,7 +58,7 @@ class Monitoring:
 
         scheduler = MonitorScheduler(run, record, _due_saver(writer))
         repository = MonitorRepository(database, writer)
-        monitors = Monitors(settings, repository, scheduler)
+        monitors = Monitors(settings, repository, scheduler, alert_tables=alert_tables)
         return cls(scheduler, recorder, monitors, stall_s=settings.monitor_stall_s)
 
     def start(self) -> None:

@@ -68,8 +68,10 @@ class Monitors:
         repository: MonitorRepository,
         scheduler: Scheduler,
         clock: Callable[[], datetime] = utcnow,
+        alert_tables: monitors_file.AlertTables | None = None,
     ) -> None:
         self._settings = settings
+        self._alert_tables = alert_tables
         self._repository = repository
         self._scheduler = scheduler
         self._clock = clock
@@ -216,10 +218,12 @@ class Monitors:
         path = self._settings.monitors_file
         if path is None:
             raise NoMonitorsFile("no monitors file is set (setting monitors_file)")
-        loaded = monitors_file.load(path, self._settings)
+        tables = self._alert_tables
+        loaded = monitors_file.load(path, self._settings, tables)
         definitions = [checked.definition for checked in loaded.monitors]
+        also = None if tables is None else tables.write(loaded.alerting)
         try:
-            outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock()))
+            outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock(), also))
         except SyncRefused as exc:
             raise MonitorsFileError(str(path), exc.errors) from None
         self.modules = loaded.modules

@@ -105,7 +105,7 @@ class MonitorCreate(BaseModel):
     alerts: MonitorAlerts | None = Field(
         None,
         description="The monitor's own alert settings: each field given wins over its group's "
-        "and labels' alert rules (`{\"channels\": []}` silences it). In a PATCH, fields are "
+        'and labels\' alert rules (`{"channels": []}` silences it). In a PATCH, fields are '
         "merged (a null removes one: it inherits again); `alerts: null` removes them all.",
         examples=[{"channels": ["ops"], "on_degraded": True}],
     )
