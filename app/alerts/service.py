@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, select
 
-from app.alerts import admin, claims, outbox, reads
+from app.alerts import admin, claims, maintenance, outbox, reads
 from app.alerts.claims import Claimed
 from app.alerts.contract import Senders
 from app.alerts.delivery import Delivery
@@ -161,6 +161,11 @@ class Alerts(Rows):
         return ChannelTestPublic(
             ok=done.ok, status_code=done.status_code, error=done.error, key=key
         )
+
+    def in_maintenance_now(self) -> set[int]:
+        """The ids of monitors inside an active maintenance window: reads show `maintenance`."""
+        with self._database.engine.connect() as connection:
+            return maintenance.covered_now(connection, self._clock())
 
     # --- the outbox -------------------------------------------------------------------------
     def alerts(

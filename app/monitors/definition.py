@@ -229,8 +229,9 @@ def scheduled(record: MonitorRecord, settings: Settings) -> Scheduled:
     )
 
 
-def public(record: MonitorRecord) -> MonitorPublic:
-    """The monitor as every read shows it: secrets masked."""
+def public(record: MonitorRecord, in_maintenance: bool = False) -> MonitorPublic:
+    """The monitor as every read shows it: secrets masked; `paused`, else `maintenance`
+    inside a maintenance window, over the stored state."""
     options = dict(record.options)
     if "headers" in options:
         options["headers"] = mask_headers(options["headers"])
@@ -254,7 +255,7 @@ def public(record: MonitorRecord) -> MonitorPublic:
         success_threshold=record.success_threshold,
         alerts=record.alerts,
         generation=record.generation,
-        state=MonitorState.PAUSED if record.paused else MonitorState(record.state),
+        state=_shown(record, in_maintenance),
         state_since=record.state_since,
         pending=pending,
         last_checked_at=record.last_checked_at,
@@ -263,6 +264,12 @@ def public(record: MonitorRecord) -> MonitorPublic:
         created_at=record.created_at,
         updated_at=record.updated_at,
     )
+
+
+def _shown(record: MonitorRecord, in_maintenance: bool) -> MonitorState:
+    if record.paused:
+        return MonitorState.PAUSED
+    return MonitorState.MAINTENANCE if in_maintenance else MonitorState(record.state)
 
 
 def _last_result(record: MonitorRecord) -> LastResult | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -69,8 +69,12 @@ class Monitors:
         scheduler: Scheduler,
         clock: Callable[[], datetime] = utcnow,
         alert_tables: monitors_file.AlertTables | None = None,
+        in_maintenance: Callable[[], Collection[int]] = frozenset,
     ) -> None:
+        """`in_maintenance`: the ids of monitors inside a maintenance window now (the
+        alerts' windows, handed in by the composition root), shown as `maintenance`."""
         self._settings = settings
+        self._in_maintenance = in_maintenance
         self._alert_tables = alert_tables
         self._repository = repository
         self._scheduler = scheduler
@@ -98,13 +102,14 @@ class Monitors:
 
     # --- reads ---------------------------------------------------------------------------
     def get(self, ref: str) -> MonitorPublic:
-        return public(self._repository.get(ref))
+        record = self._repository.get(ref)
+        return public(record, record.id in self._in_maintenance())
 
     def list(self, query: MonitorQuery, offset: int, limit: int) -> MonitorsPublic:
         records, count = self._repository.page(query, offset, limit)
-        return MonitorsPublic(
-            monitors=[public(r) for r in records], count=count, offset=offset, limit=limit
-        )
+        covered = self._in_maintenance()
+        shown = [public(r, r.id in covered) for r in records]
+        return MonitorsPublic(monitors=shown, count=count, offset=offset, limit=limit)
 
     # --- changes -------------------------------------------------------------------------
     def create(self, body: MonitorCreate) -> MonitorPublic:

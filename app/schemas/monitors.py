@@ -175,7 +175,10 @@ class MonitorPublic(BaseModel):
         None, description="The monitor's own alert settings as written (null: its rules')."
     )
     generation: int = Field(description="Bumped each time the URL or options change.")
-    state: MonitorState = Field(description="`paused` while paused, else the confirmed state.")
+    state: MonitorState = Field(
+        description="`paused` while paused, `maintenance` inside a maintenance window, else "
+        "the confirmed state."
+    )
     state_since: datetime | None = None
     pending: Pending | None = None
     last_checked_at: datetime | None = None
