@@ -20,7 +20,7 @@ the protocol in app/monitors/file.py (monitors do not import alerts).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy import Connection, select
 
 from app.alerts import admin
 from app.alerts.contract import Senders
+from app.db.engine import Database
 from app.db.schema import alert_rules, channels
 from app.schemas.alerts import AlertRuleCreate
 
@@ -43,8 +44,19 @@ class FileAlerting:
 
 
 class FileTables:
-    def __init__(self, senders: Senders) -> None:
+    def __init__(self, senders: Senders, database: Database) -> None:
         self._senders = senders
+        self._database = database
+
+    def unknown_channels(self, slugs: Sequence[str]) -> list[str]:
+        """The slugs no channel has (a monitor's own `alerts.channels`, checked when it is
+        written over the API)."""
+        if not slugs:
+            return []
+        query = select(channels.c.slug).where(channels.c.slug.in_(list(slugs)))
+        with self._database.engine.connect() as connection:
+            found = set(connection.execute(query).scalars())
+        return [slug for slug in slugs if slug not in found]
 
     def check(self, channel_tables: Any, rule_tables: Any, errors: Errors) -> FileAlerting:
         return FileAlerting(
@@ -85,11 +97,21 @@ class FileTables:
             rows.append({"name": name, "slug": slug, "kind": str(config["kind"]), "config": config})
         return rows
 
-    def write(self, wanted: FileAlerting) -> Callable[[Connection], Errors]:
-        """The sync for the reload's transaction: problems (nothing written), or []."""
+    def write(
+        self, wanted: FileAlerting, monitor_channels: Sequence[tuple[int, str, Sequence[str]]]
+    ) -> Callable[[Connection], Errors]:
+        """The sync for the reload's transaction: problems (nothing written), or [].
+        `monitor_channels`: each file monitor's own `alerts.channels` (index, name, slugs),
+        which must name a channel of the file or the API as rules do."""
 
         def sync(connection: Connection) -> Errors:
             errors = _clashes(connection, wanted)
+            known = _known(connection, wanted)
+            for index, name, slugs in monitor_channels:
+                missing = [slug for slug in slugs if slug not in known]
+                if missing:
+                    msg = f"no channel with slug {missing[0]!r} (in the file or over the API)"
+                    errors.append(_error("monitors", index, name, "alerts.channels", msg))
             if errors:
                 return errors
             admin.sync_file(connection, channels, wanted.channels)
@@ -142,8 +164,7 @@ def _clashes(connection: Connection, wanted: FileAlerting) -> Errors:
         if row["name"] in api or row["slug"] in api:
             msg = f"{row['name']!r} is defined over the API: rename one of them"
             errors.append(_error("channels", index, row["name"], "name", msg))
-    api_slugs = {row.slug for row in existing if row.source != "file"}
-    known = api_slugs | {row["slug"] for row in wanted.channels}
+    known = _known(connection, wanted)
     api_rules = set(
         connection.execute(select(alert_rules.c.name).where(alert_rules.c.source != "file"))
         .scalars()
@@ -158,6 +179,12 @@ def _clashes(connection: Connection, wanted: FileAlerting) -> Errors:
             msg = f"no channel with slug {missing[0]!r} (in the file or over the API)"
             errors.append(_error("alert_rules", index, rule["name"], "channels", msg))
     return errors
+
+
+def _known(connection: Connection, wanted: FileAlerting) -> set[str]:
+    """The channel slugs there will be once the file's are synced: the API's and the file's."""
+    api = select(channels.c.slug).where(channels.c.source != "file")
+    return set(connection.execute(api).scalars()) | {row["slug"] for row in wanted.channels}
 
 
 def _sync_rules(connection: Connection, wanted: list[dict[str, Any]]) -> None:

@@ -47,7 +47,7 @@ class Alerts(Rows):
         self._senders = senders
         self.rulebook = RuleBook(database, writer, clock)
         self.hook = AlertHook(clock)  # the Recorder's on_transition
-        self.file_tables = FileTables(senders)  # the monitors file's channels and rules
+        self.file_tables = FileTables(senders, database)  # the monitors file's channels and rules
         self.delivery = Delivery(
             database, writer, senders.send, senders.codec, senders.http, owner, config, clock
         )

@@ -23,7 +23,7 @@ a value: a URL or header value in them may be secret.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,8 +64,15 @@ class AlertTables(Protocol):
         """What to sync; appends each problem (table, index, field) to `errors`."""
         ...
 
-    def write(self, checked: Any) -> Callable[[Connection], list[dict[str, Any]]]:
-        """The sync for the reload's transaction: problems (nothing written), or []."""
+    def write(
+        self, checked: Any, monitor_channels: Sequence[tuple[int, str, Sequence[str]]]
+    ) -> Callable[[Connection], list[dict[str, Any]]]:
+        """The sync for the reload's transaction: problems (nothing written), or [].
+        `monitor_channels`: each file monitor's own alert channels (index, name, slugs)."""
+        ...
+
+    def unknown_channels(self, slugs: Sequence[str]) -> list[str]:
+        """The slugs no channel has (a monitor's own alert channels, over the API)."""
         ...
 
 

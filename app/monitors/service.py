@@ -115,6 +115,7 @@ class Monitors:
     def create(self, body: MonitorCreate) -> MonitorPublic:
         """InputError (422), MonitorConflict (409: name or slug taken, here or in the file)."""
         checked = check(body, self._settings)
+        self._check_channels(checked.definition.alerts)
 
         def change() -> MonitorRecord:
             record = self._repository.create(checked.definition, Source.API, self._clock())
@@ -140,6 +141,7 @@ class Monitors:
                 checked = check(body, self._settings)
             except InputError as exc:  # its values may be stored secrets the patch never sent
                 raise InputError([_without_input(e) for e in exc.errors]) from None
+            self._check_channels(checked.definition.alerts)
             done = self._repository.update(
                 current.id, checked.definition, self._clock(), Source.API
             )
@@ -179,6 +181,17 @@ class Monitors:
             raise MonitorNotScheduled(f"monitor {record.slug!r} is not scheduled") from None
         running.add_done_callback(done)
         return masked
+
+    def _check_channels(self, alerts: dict[str, Any] | None) -> None:
+        """A monitor's own alert channels must exist, as a rule's must (422 otherwise)."""
+        slugs = (alerts or {}).get("channels") or []
+        if self._alert_tables is None or not slugs:
+            return
+        missing = self._alert_tables.unknown_channels(slugs)
+        if missing:
+            msg = f"no channel with slug {missing[0]!r}"
+            loc = ("body", "alerts", "channels")
+            raise InputError([{"type": "value_error", "loc": loc, "msg": msg}])
 
     # --- the file ------------------------------------------------------------------------
     def reload(self) -> ReloadReport:
@@ -226,7 +239,12 @@ class Monitors:
         tables = self._alert_tables
         loaded = monitors_file.load(path, self._settings, tables)
         definitions = [checked.definition for checked in loaded.monitors]
-        also = None if tables is None else tables.write(loaded.alerting)
+        own = [
+            (index, d.name, d.alerts["channels"])
+            for index, d in enumerate(definitions)
+            if d.alerts and d.alerts.get("channels")
+        ]
+        also = None if tables is None else tables.write(loaded.alerting, own)
         try:
             outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock(), also))
         except SyncRefused as exc:

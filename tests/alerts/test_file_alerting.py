@@ -122,6 +122,14 @@ def test_file_channels_and_rules_load_alert_reload_and_are_read_only(
         assert refused.status_code == 422, refused.text
         assert [e["loc"] for e in refused.json()["detail"]] == [["alert_rules", 1, "channels"]]
 
+        # So is a file monitor's own alert channel that no channel has.
+        write(path, receiver.url, extra='alerts = { channels = ["nope"] }\n')
+        refused = api.post("/v1/monitors/reload")
+        assert refused.status_code == 422, refused.text
+        (problem,) = refused.json()["detail"]
+        assert problem["loc"] == ["monitors", 0, "alerts", "channels"]
+        assert problem["where"] == "monitors[0] 'Shop': alerts.channels"
+
         # A good change is synced: the rule changed, a second channel added.
         write(path, receiver.url, rule_group="web")
         path.write_text(

@@ -79,6 +79,9 @@ def test_a_monitor_that_turns_down_alerts_off_sends_none_under_a_catch_all_rule(
 
 def test_the_alerts_field_is_merge_patched_and_null_removes_it(service: Service) -> None:
     api = service.client
+    receiver = Receiver()
+    channel(service, receiver)
+    receiver.stop()
     monitor(service, "patched", {"channels": ["ops"], "on_down": False})
     changed = api.patch(
         "/v1/monitors/patched", json={"alerts": {"on_down": None, "on_degraded": True}}
@@ -91,3 +94,13 @@ def test_the_alerts_field_is_merge_patched_and_null_removes_it(service: Service)
     cleared = api.patch("/v1/monitors/patched", json={"alerts": None})
     assert cleared.json()["alerts"] is None
     assert api.get("/v1/monitors/patched").json()["alerts"] is None
+
+
+def test_a_monitors_own_channel_must_exist(service: Service) -> None:
+    body = {"name": "x", "url": "http://127.0.0.1:9/", "alerts": {"channels": ["nope"]}}
+    refused = service.client.post("/v1/monitors", json=body)
+    assert refused.status_code == 422, refused.text
+    (problem,) = refused.json()["detail"]
+    assert problem["loc"] == ["body", "alerts", "channels"]
+    assert "'nope'" in problem["msg"]
+    assert service.client.get("/v1/monitors").json()["count"] == 0
