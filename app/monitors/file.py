@@ -33,7 +33,7 @@ from sqlalchemy import Connection
 
 from app.config import Settings
 from app.inputs import InputError, resolve_options
-from app.monitors.definition import Checked, check
+from app.monitors.definition import Checked, Definition, check
 from app.monitors.errors import MonitorsFileError
 from app.monitors.slugs import slugify
 from app.schemas.jobs import JobOptions
@@ -146,6 +146,15 @@ def parse(
             seen.setdefault(value, index)
         monitors.append(checked)
     return MonitorsFile(monitors, modules, alerting)
+
+
+def own_channels(definitions: Sequence[Definition]) -> list[tuple[int, str, list[str]]]:
+    """Each monitor's own alert channels (index, name, slugs), for AlertTables.write."""
+    return [
+        (index, d.name, list(d.alerts["channels"]))
+        for index, d in enumerate(definitions)
+        if d.alerts and d.alerts.get("channels")
+    ]
 
 
 def _defaults(data: Any, errors: list[dict[str, Any]]) -> Defaults:

@@ -239,11 +239,7 @@ class Monitors:
         tables = self._alert_tables
         loaded = monitors_file.load(path, self._settings, tables)
         definitions = [checked.definition for checked in loaded.monitors]
-        own = [
-            (index, d.name, d.alerts["channels"])
-            for index, d in enumerate(definitions)
-            if d.alerts and d.alerts.get("channels")
-        ]
+        own = monitors_file.own_channels(definitions)
         also = None if tables is None else tables.write(loaded.alerting, own)
         try:
             outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock(), also))
