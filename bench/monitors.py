@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def write_monitors_file(path: Path, target: NginxTarget, count: int, interval: f
 
 
 def api_clients(base: str, count: int, rate: float, stop: threading.Event, times: ApiTimes) -> None:
-    endpoints = [
+    endpoints: list[tuple[str, Callable[[], str]]] = [
         ("monitor", lambda: f"/v1/monitors/m{random.randrange(count)}"),
         ("list", lambda: "/v1/monitors?limit=50"),
         ("status", lambda: "/v1/status"),
@@ -110,7 +111,9 @@ def lags(db_path: Path, interval: float, phases: list[tuple[str, float, float]])
     engine = create_engine(f"sqlite:///{db_path}")
     out: dict[str, Any] = {}
     with engine.connect() as connection:
-        slugs = dict(connection.execute(select(monitors.c.id, monitors.c.slug)).all())
+        slugs: dict[int, str] = {
+            row.id: row.slug for row in connection.execute(select(monitors.c.id, monitors.c.slug))
+        }
         rows = connection.execute(select(monitor_results.c.monitor_id, monitor_results.c.at_ms))
         by_phase: dict[str, list[float]] = defaultdict(list)
         for monitor_id, at_ms in rows:

@@ -4,6 +4,7 @@ deliverers, re-sent after a killed sender's lease, and given back on stop."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import Counter
@@ -16,9 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from app.alerts import admin, claims
+from app.alerts.claims import Claimed
 from app.alerts.delivery import Delivery
 from app.alerts.outbox import AlertHook
 from app.alerts.policy import retry_at
@@ -184,7 +186,7 @@ def test_a_stale_sending_claim_is_sent_again_under_the_same_key(
     long_ago = now - timedelta(seconds=2 * lease)
     for row_id, owner in ((stale, "killed"), (fresh, "alive")):
         taken = store.writer.submit(
-            lambda c, r=row_id, o=owner: claims.claim(c, [r], o, now, lease)
+            functools.partial(_claim, row_id=row_id, owner=owner, now=now, lease=lease)
         )
         assert [c.id for c in taken.result(10)] == [row_id]
     set_claimed_at = update(alert_outbox).where(alert_outbox.c.id == stale)
@@ -294,3 +296,9 @@ def test_a_hanging_receiver_holds_up_only_its_own_channel(
             assert wait_for(all_sent(store))
     finally:
         hanging.stop()
+
+
+def _claim(
+    connection: Connection, row_id: int, owner: str, now: datetime, lease: float
+) -> list[Claimed]:
+    return claims.claim(connection, [row_id], owner, now, lease)

@@ -9,7 +9,7 @@ from app.engine.hosts import HostGate
 
 def gate_state(gate: HostGate[str]) -> tuple[dict[str, int], dict[str, object], dict[str, float]]:
     # Private attributes, read on purpose: the bookkeeping must not outlive a host's work.
-    waiting = {**gate._waiting, **gate._reserved.waiting}
+    waiting: dict[str, object] = {**gate._waiting, **gate._reserved.waiting}
     return gate._active, waiting, gate._not_before
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 from pydantic import BaseModel
@@ -163,13 +163,14 @@ def add_rule(writer: Writer, name: str, channel_slugs: Sequence[str], **values: 
 
 
 def record(
-    recorder: Recorder, monitor_id: int, outcomes: Sequence[Outcome], start: int = 0
+    recorder: Recorder, monitor_id: int, outcomes: Sequence[str], start: int = 0
 ) -> list[Transition]:
     """Record `outcomes` a minute apart from T0 + `start` minutes; the transitions made."""
     made = []
     for n, outcome in enumerate(outcomes, start):
         at = T0 + timedelta(minutes=n)
-        transition = recorder.submit(monitor_id, 1, at, check(outcome, at=at)).result(10)
+        result = check(cast(Outcome, outcome), at=at)
+        transition = recorder.submit(monitor_id, 1, at, result).result(10)
         if transition is not None:
             made.append(transition)
     return made

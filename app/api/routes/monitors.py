@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
+from app.api.responses import JSONBytes
 from app.config import Settings
 from app.db.writer import WriterClosed, WriterFull, WriterGaveUp
 from app.inputs import InputError
@@ -115,7 +116,9 @@ def list_monitors(
             error = {"type": "value_error", "loc": ("query", "label"), "msg": msg}
             raise RequestValidationError([error])
         pair = (name, value)
-    return monitors.list(MonitorQuery(group, pair, state, source), offset, limit)
+    # Encoded once: a returned model would be validated and encoded again.
+    page = monitors.list(MonitorQuery(group, pair, state, source), offset, limit)
+    return JSONBytes(page.model_dump_json())
 
 
 @router.post(
@@ -135,7 +138,7 @@ def reload_monitors(monitors: MonitorsDep) -> Any:
 @router.get("/{ref}", response_model=MonitorPublic, summary="A monitor", responses=_NOT_FOUND)
 def get_monitor(ref: Ref, monitors: MonitorsDep) -> Any:
     with _answers():
-        return monitors.get(ref)
+        return JSONBytes(monitors.get(ref).model_dump_json())
 
 
 @router.patch(
