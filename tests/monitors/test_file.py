@@ -42,7 +42,8 @@ def test_the_example_file_loads_and_so_do_its_commented_examples(tmp_path: Path)
     uncommented = re.sub(r"^# ?", "", examples.split("\n", 1)[1], flags=re.MULTILINE)
     # Its channels and rules are checked by the alerts' tables, as the service does.
     senders = channel_senders(None, destination_policy(settings), None)  # type: ignore[arg-type]
-    tables = FileTables(senders, None)  # type: ignore[arg-type] - load() reads no database
+    # load() reads no database: the tables need none here.
+    tables = FileTables(senders, None)  # type: ignore[arg-type]
     loaded = load(write(tmp_path, head + uncommented), settings, tables)
     assert [c.definition.slug for c in loaded.monitors] == ["example-home", "example-api", "local"]
     assert [c["slug"] for c in loaded.alerting.channels] == ["ops-hook", "ops-slack", "phone"]
