@@ -40,6 +40,8 @@ _ENV = Environment(
 _STATIC: Final = {
     "status.js": (_HERE / "static" / "status.js", "text/javascript; charset=utf-8"),
     "status.css": (_HERE / "static" / "status.css", "text/css; charset=utf-8"),
+    # Named in the page, else the browser asks for /favicon.ico and logs the 404.
+    "favicon.svg": (_HERE / "static" / "favicon.svg", "image/svg+xml"),
 }
 HTML_HEADERS: Final = {
     "Content-Security-Policy": "; ".join(
@@ -178,6 +180,7 @@ def tiles(
             }
             for m in monitors
         ],
+        "overall": _overall(monitors),
         "last_checked": max(checked).strftime("%Y-%m-%d %H:%M:%S UTC") if checked else None,
     }
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}

@@ -74,6 +74,7 @@ def test_tiles_json_has_each_monitors_state(seeded: RunningService) -> None:
     data = seeded.client.get("/status-tiles.json?group=core").json()
     states = {m["slug"]: m["state"] for m in data["monitors"]}
     assert states == {"api-health": "up", "billing": "down"}
+    assert data["overall"] == ["down", "Some systems are down"]
 
 
 def test_status_badge_is_svg_naming_the_state(seeded: RunningService) -> None:

@@ -14,6 +14,11 @@
       tile.querySelector(".state-text").textContent = m.state;
       if (m.checked) tile.querySelector(".checked").textContent = "checked " + m.checked;
     });
+    var overall = document.getElementById("overall");
+    if (overall && data.overall) {
+      overall.className = "overall state-" + data.overall[0];
+      overall.textContent = data.overall[1];
+    }
     var last = document.getElementById("last-check");
     if (last && data.last_checked) last.textContent = data.last_checked;
   }
