@@ -1,8 +1,8 @@
 """The status page (`/`, `/status/{group}`), its tiles' JSON, its two static files, and badges.
 
 One page per group: `/status/{slug}` shows the monitors whose group slugifies to `slug`
-(ungrouped monitors under /status/ungrouped). Pages hold PER_PAGE monitors (`?page=N`), so
-1,000 monitors are ten pages, not one page of megabytes. Plain defs: they read the database,
+(ungrouped monitors under /status/ungrouped). Pages hold PER_PAGE (50) monitors (`?page=N`), so
+1,000 monitors are twenty pages, not one page of megabytes. Plain defs: they read the database,
 off the event loop. Every HTML answer carries the security headers below; the one script is
 a static file, so the policy allows scripts from this origin only.
 """
@@ -21,14 +21,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.api.deps import ServicesDep
 from app.monitors.history import WINDOWS, History
-from app.schemas.history import MonitorSummaryPublic
 from app.web import badges
-from app.web.board import Board, BoardReader, group_slug
-from app.web.chart import chart
+from app.web.board import Board, BoardReader, Monitor, group_slug
+from app.web.chart import bar, chart
 
 router = APIRouter(include_in_schema=False)
 
-PER_PAGE: Final = 100
+PER_PAGE: Final = 50
 STATIC_URL: Final = "/status-static"
 _HERE = Path(__file__).resolve().parent
 _ENV = Environment(
@@ -72,7 +71,7 @@ _MIN_REFRESH_S, _MAX_REFRESH_S, _REFRESH_S = 1, 3600, 30
 def _compressed(
     request: Request, body: bytes, media_type: str, headers: dict[str, str]
 ) -> Response:
-    # A page of 100 tiles is ~1 MB of repetitive markup and ~60 KB gzipped.
+    # A page of 50 tiles is ~460 KB of repetitive markup and ~21 KB gzipped.
     out = dict(headers, Vary="Accept-Encoding")
     if "gzip" in request.headers.get("accept-encoding", ""):
         out["Content-Encoding"] = "gzip"
@@ -80,7 +79,7 @@ def _compressed(
     return Response(body, media_type=media_type, headers=out)
 
 
-def _overall(monitors: list[MonitorSummaryPublic]) -> tuple[str, str]:
+def _overall(monitors: list[Monitor]) -> tuple[str, str]:
     states = {m.state for m in monitors if not m.paused}
     if "down" in states:
         return "down", "Some systems are down"
@@ -98,7 +97,7 @@ def _render(
     page: int,
     refresh_s: int,
 ) -> Response:
-    reader = BoardReader(services.storage.database, History(services.storage.database), _now())
+    reader = BoardReader(services.storage.database, _now())
     everything = reader.summaries()
     monitors = (
         everything if group is None else [m for m in everything if group_slug(m.group) == group]
@@ -115,6 +114,7 @@ def _render(
         title="Status" + (f": {group_name}" if group_name else ""),
         board=board,
         charts={t.monitor.id: chart(t.hours) for g in board.groups for t in g.tiles},
+        bars={t.monitor.id: bar(t.days) for g in board.groups for t in g.tiles},
         days_width=3 * 90,
         pct=badges.pct_text,
         overall=overall,
@@ -132,6 +132,10 @@ def _render(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _reader(services: ServicesDep) -> BoardReader:
+    return BoardReader(services.storage.database, _now())
 
 
 Page = Annotated[int, Query(ge=1, le=100_000)]
@@ -166,7 +170,7 @@ def tiles(
     group: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The states the page's script applies: small (slug, state, last check per monitor)."""
-    reader = BoardReader(services.storage.database, History(services.storage.database), _now())
+    reader = BoardReader(services.storage.database, _now())
     monitors = reader.summaries(group)
     checked = [m.last_checked_at for m in monitors if m.last_checked_at is not None]
     data = {
@@ -196,10 +200,10 @@ def static(name: str) -> Response:
     return Response(path.read_bytes(), media_type=media_type, headers=headers)
 
 
-def _monitor(services: ServicesDep, ref: str) -> tuple[History, int, MonitorSummaryPublic]:
+def _monitor(services: ServicesDep, ref: str) -> tuple[History, int, Monitor]:
     history = History(services.storage.database)
     monitor_id = history.find(ref)
-    found = [m for m in history.summary().monitors if m.id == monitor_id]
+    found = [] if monitor_id is None else _reader(services).summaries(monitor_id=monitor_id)
     if monitor_id is None or not found:
         raise HTTPException(404, f"no monitor with id or slug {ref!r}")
     return history, monitor_id, found[0]
