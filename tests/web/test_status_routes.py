@@ -3,12 +3,14 @@ results went through the real recorder."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import RunningService
+from tests.support.monitors import add_monitor
 from tests.support.status_page import seed
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -136,3 +138,29 @@ def test_an_identity_request_gets_the_page_uncompressed(seeded: RunningService) 
     answer = seeded.client.get("/", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in answer.headers
     assert answer.content.startswith(b"<!DOCTYPE html>")
+
+
+def test_the_page_has_no_inline_script_and_is_complete_without_one(
+    seeded: RunningService,
+) -> None:
+    html = seeded.client.get("/").text
+    scripts = re.findall(r"<script\b[^>]*>", html)
+    assert scripts == ['<script src="/status-static/status.js" defer>']
+    assert '<script src="/status-static/status.js" defer></script>' in html  # nothing inside
+    assert " style=" not in html  # colours come from the stylesheet (style-src 'self')
+    assert "onclick=" not in html
+
+
+def test_a_large_board_is_paged_fifty_tiles_at_a_time(
+    service_factory: Callable[..., RunningService],
+) -> None:
+    svc = service_factory()
+    for n in range(51):
+        add_monitor(svc.services.storage.database, f"m{n:02d}")
+    first = svc.client.get("/").text
+    assert first.count('class="tile ') == 50
+    assert 'rel="next" href="?page=2"' in first
+    assert "Page 1 of 2 (51 monitors)" in first
+    second = svc.client.get("/?page=2").text
+    assert second.count('class="tile ') == 1
+    assert 'rel="prev" href="?page=1"' in second
