@@ -40,6 +40,7 @@ def test_status_page_turns_a_monitor_red_in_place_when_it_goes_down(
     browser.save_screenshot(str(ARTIFACTS / "status-page.png"))
     # A marker on the document: a reload would lose it.
     browser.execute_script("document.body.dataset.sameDocument = 'yes'")
+    assert browser.execute_script("return window.statusScriptRan") is True
     tile = browser.find_element(By.CSS_SELECTOR, 'li.tile[data-slug="checkout"]')
     assert "state-up" in tile.get_attribute("class")
 
@@ -63,3 +64,30 @@ def test_status_page_turns_a_monitor_red_in_place_when_it_goes_down(
     browser.save_screenshot(str(ARTIFACTS / "status-page-down.png"))
     failures = _failures(browser, svc.url)
     assert not failures, "\n".join(failures)
+
+
+def test_status_page_is_complete_with_javascript_off(
+    browser: Any, service_factory: Callable[..., RunningService]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    svc = service_factory()
+    seed(svc.services, "api-health", ["up"], name="API health", group_name="Core")
+    seed(svc.services, "checkout", ["down"], name="Checkout", group_name="Core")
+    # The page's own scripts off (the driver's still work): what a no-JS visitor sees.
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.get_log("browser")
+        browser.get(f"{svc.url}/")
+        WebDriverWait(browser, RENDER_TIMEOUT_S).until(
+            lambda d: "Checkout" in d.find_element(By.TAG_NAME, "body").text
+        )
+        ran = browser.execute_script("return typeof window.statusScriptRan")
+        tile = browser.find_element(By.CSS_SELECTOR, 'li.tile[data-slug="checkout"]')
+        assert "state-down" in tile.get_attribute("class")
+        assert "Some systems are down" in browser.find_element(By.TAG_NAME, "body").text
+        browser.save_screenshot(str(ARTIFACTS / "status-page-no-js.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+    assert ran == "undefined"

@@ -2,6 +2,7 @@
 // class and text. Without JavaScript the page is complete as served (reload to refresh).
 "use strict";
 (function () {
+  window.statusScriptRan = true;  // a marker the browser test reads
   var board = document.getElementById("board");
   if (!board || !window.fetch) return;
   var url = board.getAttribute("data-tiles");
