@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
@@ -164,3 +165,14 @@ def test_a_large_board_is_paged_fifty_tiles_at_a_time(
     second = svc.client.get("/?page=2").text
     assert second.count('class="tile ') == 1
     assert 'rel="prev" href="?page=1"' in second
+
+
+def test_todays_cell_titles_the_days_uptime_and_incidents(seeded: RunningService) -> None:
+    html = seeded.client.get("/status/core").text
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    billing = html[html.index('data-slug="billing"') :]
+    # billing: one up, one down today, and the incident the down opened.
+    assert f"<title>{today}: 50.00%, 1 incident</title>" in billing
+    api = html[html.index('data-slug="api-health"') : html.index('data-slug="billing"')]
+    assert f"<title>{today}: 100.00%</title>" in api
+    assert "<polyline points=" in api  # the 24-h chart, from the hourly rollup
