@@ -36,6 +36,7 @@ from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
 from app.engine.resolver import Resolver
 from app.lifecycle.collector import collect_when_idle, defer_full_collections, restore
 from app.services import Services
+from app.web import routes as web
 
 log = logging.getLogger("urlhealth")
 
@@ -127,6 +128,7 @@ def create_app(
         alerts,
         metrics,
         docs,
+        web,
     )
     for module in routers:
         app.include_router(module.router)
