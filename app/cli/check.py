@@ -141,13 +141,15 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         if args.workers < 1:
             raise UsageError(f"--workers {args.workers}: must be at least 1")
-        checks = plan(args, settings)
+        checks = plan(args, settings)  # may read stdin, where Ctrl-C is a KeyboardInterrupt
     except (UsageError, SettingsError) as exc:
-        print(f"urlhealth check: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     tally = Tally(args.fail_on == "degraded", len(checks.urls), checks.duplicates)
-    runner = CheckRun(checks, settings, args.workers)
+    # The output first: a path that cannot be written is bad usage, before any check runs.
     with _output(args.output) as out:
+        runner = CheckRun(checks, settings, args.workers)
         report = Report(args.format, out, tally, checks.urls)
         failed = False
         show = not args.no_progress and sys.stderr.isatty()

@@ -215,3 +215,13 @@ def test_help_is_a_manual() -> None:
     manual = done.stdout.lower()
     for text in ("exit codes", "130", "--allow-network", "junit", "examples", "--assertions"):
         assert text in manual
+
+
+def test_unwritable_output_file_is_bad_usage_naming_it(
+    target: ThreadedUvicorn, tmp_path: Path
+) -> None:
+    out = tmp_path / "missing-dir" / "report.xml"
+    done = run(*LOOPBACK, "-o", str(out), f"{target.url}/status/200")
+    assert done.returncode == 2
+    assert str(out) in done.stderr
+    assert done.stdout == ""
