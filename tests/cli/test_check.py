@@ -225,3 +225,39 @@ def test_unwritable_output_file_is_bad_usage_naming_it(
     assert done.returncode == 2
     assert str(out) in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("flags", "path", "expect"),
+    [
+        (["--expected-status", "404"], "/status/404", {"outcome": "up", "status_code": 404}),
+        (
+            ["--no-follow-redirects", "--expected-status", "200-299"],
+            "/redirect/1",
+            {"outcome": "down", "status_code": 302},
+        ),
+        (["--max-redirects", "1"], "/redirect/3", {"outcome": "down"}),
+        (["--retries", "1"], "/status/503", {"attempts": 2}),
+        (["--timeout", "0.2"], "/delay/3000", {"kind": "timeout"}),
+        (["--header", "X-Probe: yes", "--method", "HEAD"], "/status/200", {"outcome": "up"}),
+    ],
+)
+def test_check_flags_reach_the_engine(
+    target: ThreadedUvicorn, flags: list[str], path: str, expect: dict[str, object]
+) -> None:
+    done = run(*LOOPBACK, "--format", "ndjson", *flags, f"{target.url}{path}")
+    result = json.loads(done.stdout)
+    seen = {
+        "outcome": result["outcome"],
+        "status_code": result["status_code"],
+        "attempts": len(result["attempts"]),
+        "kind": (result["error"] or {}).get("kind"),
+    }
+    assert {key: seen[key] for key in expect} == expect, done.stderr
+    assert done.returncode == (0 if result["outcome"] == "up" else 1)
+
+
+def test_a_timeout_over_the_settings_limit_names_the_flag(target: ThreadedUvicorn) -> None:
+    done = run(*LOOPBACK, "--timeout", "1000", f"{target.url}/status/200")
+    assert done.returncode == 2
+    assert "--timeout" in done.stderr
