@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 
+import httpx
+
 from app.cli.arguments import Plan
 from app.config import Settings
 from app.engine.checker import Checker
@@ -21,6 +23,10 @@ from app.services import shared_resolver
 POLL_S = 0.2
 # After Ctrl-C, how long running checks get to end once their connections are broken.
 ABORT_GRACE_S = 5.0
+
+
+class _Stopped(Exception):
+    """A check not started because the run was interrupted."""
 
 
 class CheckRun:
@@ -41,6 +47,12 @@ class CheckRun:
         )
         retry = RetryPolicy(base_s=settings.retry_backoff_s, max_delay_s=settings.retry_max_delay_s)
         self._checker = Checker(self._http, retry, self._stopping)
+        # As polite as the service: at most max_connections_per_host checks of one host at
+        # once. Made up front, one per host, so no lock is needed while checks run.
+        self._per_host = {
+            _host(parsed): threading.BoundedSemaphore(settings.max_connections_per_host)
+            for parsed in plan.parsed
+        }
 
     @property
     def interrupted(self) -> bool:
@@ -51,7 +63,7 @@ class CheckRun:
         pool = ThreadPoolExecutor(self._workers, thread_name_prefix="check")
         try:
             pending: set[Future[CheckResult]] = {
-                pool.submit(self._checker.check, url, self._plan.options, parsed)
+                pool.submit(self._check, url, parsed)
                 for url, parsed in zip(self._plan.urls, self._plan.parsed, strict=True)
             }
             while pending and not self._interrupt.is_set():
@@ -61,6 +73,12 @@ class CheckRun:
         finally:
             self._finish(pool)
             signal.signal(signal.SIGINT, previous)
+
+    def _check(self, url: str, parsed: httpx.URL) -> CheckResult:
+        with self._per_host[_host(parsed)]:
+            if self._stopping.is_set():  # Ctrl-C while it waited for its host: nobody reads it
+                raise _Stopped(url)
+            return self._checker.check(url, self._plan.options, parsed)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # Only a flag: the main thread notices it, stops waiting and reports what finished.
@@ -75,6 +93,10 @@ class CheckRun:
         else:
             pool.shutdown(wait=True)
         self._http.close()
+
+
+def _host(url: httpx.URL) -> tuple[str, int | None]:
+    return url.host, url.port
 
 
 def _join(pool: ThreadPoolExecutor, timeout_s: float) -> None:

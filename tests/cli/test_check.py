@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,18 @@ def test_a_timeout_over_the_settings_limit_names_the_flag(target: ThreadedUvicor
     done = run(*LOOPBACK, "--timeout", "1000", f"{target.url}/status/200")
     assert done.returncode == 2
     assert "--timeout" in done.stderr
+
+
+def test_checks_of_one_host_respect_max_connections_per_host(
+    target: ThreadedUvicorn, tmp_path: Path
+) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text("max_connections_per_host = 1\n")
+    urls = [f"{target.url}/delay/300?n={n}" for n in range(3)]
+    done = run(*LOOPBACK, "--config", str(config), "--workers", "3", "--format", "json", *urls)
+    assert done.returncode == 0, done.stderr
+    results = sorted(json.loads(done.stdout)["results"], key=lambda r: r["checked_at"])
+    starts = [datetime.fromisoformat(r["checked_at"]) for r in results]
+    # One at a time: each check starts after the previous one's answer came.
+    for before, after, result in zip(starts, starts[1:], results, strict=False):
+        assert (after - before).total_seconds() * 1000 >= result["elapsed_ms"]
