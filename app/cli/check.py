@@ -36,7 +36,7 @@ examples:
   urlhealth check -f urls.txt --format junit -o urlhealth.xml      # for CI test reports
   grep -h '^https' docs/*.txt | urlhealth check -f - --format ndjson
   urlhealth check --allow-network 10.0.0.0/8 --timeout 3 --retries 2 http://10.1.2.3/healthz
-  urlhealth check --header 'Authorization: Bearer $TOKEN' --expected-status 200-299 URL
+  urlhealth check --header "Authorization: Bearer $TOKEN" --expected-status 200-299 URL
   urlhealth check --assertions rules.toml --fail-on degraded URL
       rules.toml:  max_latency_ms = 500
                    body_contains = ["healthy"]
