@@ -277,3 +277,29 @@ def test_checks_of_one_host_respect_max_connections_per_host(
     # One at a time: each check starts after the previous one's answer came.
     for before, after, result in zip(starts, starts[1:], results, strict=False):
         assert (after - before).total_seconds() * 1000 >= result["elapsed_ms"]
+
+
+def test_check_never_opens_the_services_database(target: ThreadedUvicorn, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**_env(), "URLHEALTH_DATA_DIR": str(data)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "check", *LOOPBACK, f"{target.url}/status/200"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=RUN_TIMEOUT_S,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not data.exists()
+    # The service itself would create it: proof the path is the one it uses.
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "app", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=RUN_TIMEOUT_S,
+        env=env,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert data.exists()
