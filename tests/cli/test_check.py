@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.destination import Canaries
-from tests.support.servers import ThreadedUvicorn
+from tests.support.servers import RawServer, ThreadedUvicorn
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = ["--allow-network", "127.0.0.0/8"]
@@ -303,3 +305,37 @@ def test_check_never_opens_the_services_database(target: ThreadedUvicorn, tmp_pa
     )
     assert upgrade.returncode == 0, upgrade.stderr
     assert data.exists()
+
+
+def test_sigint_with_json_writes_the_finished_results_marked_interrupted(
+    target: ThreadedUvicorn, hanging_server: RawServer
+) -> None:
+    fast = f"{target.url}/status/200"
+    hanging = f"{hanging_server.url}/"
+    flags = ["--workers", "1", "--timeout", "50", "--format", "json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "check", *LOOPBACK, *flags, fast, hanging],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+    )
+    try:
+        # One worker takes the URLs in order: the hanging one is reached once the fast is done.
+        pause = threading.Event()
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while hanging_server.connections == 0 and time.monotonic() < deadline:
+            assert proc.poll() is None
+            pause.wait(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert [r["url"] for r in report["results"]] == [fast]
+    assert report["summary"]["interrupted"] is True
+    assert (report["summary"]["finished"], report["summary"]["total"]) == (1, 2)
