@@ -44,8 +44,8 @@ from service import ServiceProcess
 from target import NginxTarget
 
 from app.db.schema import incidents, monitor_results, monitors
-from app.monitors.model import CODE_OUTCOME
 from app.monitors.timing import offset_s, slot_after
+from app.schemas.monitoring import CODE_OUTCOME
 
 # Paths the nginx target serves (bench/target.py DEFAULT_DELAYS_MS): every monitor is up.
 DELAYS_MS = (0, 1, 5, 10, 20)

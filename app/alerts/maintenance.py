@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, select
 
 from app.db.schema import maintenance_windows, monitors
-from app.monitors.model import MonitorState
+from app.schemas.monitoring import MonitorState
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from app.db.schema import alert_rules
-from app.monitors.model import MonitorState
+from app.schemas.monitoring import MonitorState
 
 DOWN, DEGRADED, UP = MonitorState.DOWN.value, MonitorState.DEGRADED.value, MonitorState.UP.value
 OVERRIDABLE = ("channels", "on_down", "on_degraded", "send_on_resolved", "reminder_interval_s")

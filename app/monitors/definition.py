@@ -19,10 +19,10 @@ from app.config import Settings
 from app.engine.options import CheckOptions
 from app.inputs import InputError, prepare_urls, resolve_options
 from app.monitors.masking import mask_data, mask_headers, mask_url, secrets_of
-from app.monitors.model import MonitorState, Source
 from app.monitors.scheduled import Scheduled
 from app.monitors.slugs import slug_problem
 from app.schemas.jobs import JobOptions
+from app.schemas.monitoring import MonitorState, Source
 from app.schemas.monitors import LastResult, MonitorCreate, MonitorPublic, Pending
 
 # The fields of MonitorCreate, as stored: `group` is the column `group_name`.

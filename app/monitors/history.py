@@ -18,7 +18,6 @@ from sqlalchemy import Row, Text, and_, cast, func, or_, select
 from app.db.engine import Database
 from app.db.schema import incidents, monitor_results, monitor_rollups, monitors
 from app.monitors import buckets
-from app.monitors.model import CODE_OUTCOME, MonitorState
 from app.monitors.recorder import to_ms
 from app.monitors.redact import public_result
 from app.monitors.rollups import DAY_MS, HOUR_MS, period_start
@@ -32,6 +31,7 @@ from app.schemas.history import (
     PhasesMs,
     UptimePublic,
 )
+from app.schemas.monitoring import CODE_OUTCOME, MonitorState
 
 # window -> (rollup period, whole periods before the current one)
 WINDOWS: Final[dict[str, tuple[str, int]]] = {

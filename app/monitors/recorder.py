@@ -37,8 +37,8 @@ from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from app.db.schema import incidents, monitor_results, monitors
 from app.db.writer import Writer, WriterClosed, WriterFull
 from app.monitors import rollups
-from app.monitors.model import OUTCOME_CODE, SEVERITY
 from app.monitors.states import UP, Columns, Step, advance
+from app.schemas.monitoring import OUTCOME_CODE, SEVERITY
 from app.schemas.results import CheckResult
 
 log = logging.getLogger("urlhealth.monitors")

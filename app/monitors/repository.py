@@ -24,8 +24,8 @@ from app.db.writer import Writer
 from app.monitors import states
 from app.monitors.definition import Definition, MonitorRecord
 from app.monitors.errors import MonitorConflict, MonitorNotFound
-from app.monitors.model import Source
 from app.monitors.slugs import slugify, unique_slug
+from app.schemas.monitoring import Source
 
 T = TypeVar("T")
 # How long a definition change waits for its commit: the writer retries through a database

@@ -26,7 +26,6 @@ from app.monitors.definition import MonitorRecord, check, public, scheduled
 from app.monitors.errors import MonitorNotScheduled, MonitorsFileError, NoMonitorsFile
 from app.monitors.masking import mask_data
 from app.monitors.merge import patch_definition
-from app.monitors.model import Source
 from app.monitors.repository import (
     WRITE_TIMEOUT_S,
     Change,
@@ -37,6 +36,7 @@ from app.monitors.repository import (
 from app.monitors.scheduled import Scheduled
 from app.monitors.sync import SyncOutcome, SyncRefused, sync_file
 from app.schemas.jobs import JobOptions
+from app.schemas.monitoring import Source
 from app.schemas.monitors import MonitorCreate, MonitorPublic, MonitorsPublic, ReloadReport
 from app.schemas.results import CheckResult
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
-from app.monitors.model import SEVERITY, MonitorState, Outcome
+from app.schemas.monitoring import SEVERITY, MonitorState, Outcome
 
 UP, UNKNOWN = MonitorState.UP.value, MonitorState.UNKNOWN.value
 

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, delete, select, update
 
 from app.db.schema import monitors
 from app.monitors.definition import Definition, MonitorRecord
-from app.monitors.model import Source
 from app.monitors.repository import Change, insert_many, update_monitor
+from app.schemas.monitoring import Source
 
 
 @dataclass(slots=True)

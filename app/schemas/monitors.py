@@ -10,15 +10,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.monitors.model import (
+from app.schemas.alerts import MonitorAlerts
+from app.schemas.jobs import JobOptions
+from app.schemas.monitoring import (
     DEFAULT_FAILURE_THRESHOLD,
     DEFAULT_SUCCESS_THRESHOLD,
     MonitorState,
     Outcome,
     Source,
 )
-from app.schemas.alerts import MonitorAlerts
-from app.schemas.jobs import JobOptions
 from app.schemas.results import ErrorKind
 
 MAX_LABELS = 32

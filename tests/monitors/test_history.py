@@ -12,8 +12,8 @@ from sqlalchemy import select
 from app.db.schema import monitor_results
 from app.monitors import buckets
 from app.monitors.history import WINDOWS, History, window_bounds
-from app.monitors.model import Outcome
 from app.monitors.recorder import Recorder
+from app.schemas.monitoring import Outcome
 from tests.support.monitors import T0, HistoryStore, add_monitor, check
 
 # Seeded results span T0 - 9 days .. NOW; NOW is mid-hour, mid-day.

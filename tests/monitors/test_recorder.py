@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Connection, func, select, update
 
 from app.db.schema import incidents, monitor_results, monitor_rollups, monitors
-from app.monitors.model import Outcome
 from app.monitors.recorder import Recorder, Transition, write_check
+from app.schemas.monitoring import Outcome
 from tests.support.monitors import T0, HistoryStore, add_monitor, bump_generation, check
 
 

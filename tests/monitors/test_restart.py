@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.monitors.history import History
-from app.monitors.model import Outcome
 from app.monitors.recorder import Recorder
+from app.schemas.monitoring import Outcome
 from tests.support.backends import url_for
 from tests.support.monitors import T0, add_monitor, check, history_store
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.monitors.model import Outcome
 from app.monitors.states import Columns, Step, advance, restart
+from app.schemas.monitoring import Outcome
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 

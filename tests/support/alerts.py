@@ -22,8 +22,8 @@ from app.alerts.policy import DeliveryConfig
 from app.db.engine import Database
 from app.db.schema import alert_rules, channels
 from app.db.writer import Writer
-from app.monitors.model import Outcome
 from app.monitors.recorder import Recorder, Transition
+from app.schemas.monitoring import Outcome
 from tests.support.monitors import T0, check
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -17,8 +17,8 @@ from app.db.migrator import upgrade
 from app.db.schema import monitors
 from app.db.url import sqlalchemy_url
 from app.db.writer import Writer
-from app.monitors.model import Outcome
 from app.monitors.states import RESTART
+from app.schemas.monitoring import Outcome
 from app.schemas.results import CheckError, CheckResult, ErrorKind, Timings
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.monitors.model import Outcome
 from app.monitors.recorder import Recorder
+from app.schemas.monitoring import Outcome
 from app.services import Services
 from tests.support.monitors import add_monitor, check
 

@@ -25,9 +25,9 @@ from app.monitors.errors import (
     MonitorsFileError,
     NoMonitorsFile,
 )
-from app.monitors.model import Source
 from app.monitors.repository import MonitorQuery
 from app.monitors.service import Monitors
+from app.schemas.monitoring import Source
 from app.schemas.monitors import (
     LABEL_NAME,
     MonitorCreate,

@@ -1,4 +1,5 @@
-"""The words every part of monitoring shares: states, outcomes and their stored codes."""
+"""The words every part of monitoring shares: states, outcomes and their stored codes. Here,
+at the bottom, so the public schemas and every package above can use them."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ CODE_OUTCOME: Final[dict[int, Outcome]] = {0: "up", 1: "degraded", 2: "down"}
 
 class MonitorState(StrEnum):
     """What a monitor shows. `unknown` until its first confirmed outcome; `paused` while
-    paused and `maintenance` inside a maintenance window (both kept out of uptime, and shown
-    over the stored state, which the state machine goes on deciding underneath)."""
+    paused (no checks run, so paused time is out of uptime) and `maintenance` inside a
+    maintenance window (its checks still count toward uptime). Both are shown over the
+    stored state, which the state machine goes on deciding underneath."""
 
     UNKNOWN = "unknown"
     UP = "up"
