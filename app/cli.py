@@ -1,4 +1,4 @@
-"""`urlhealth serve [--host --port --config]`."""
+"""`urlhealth serve [--host --port --config]`, `db upgrade`, `keys create|list|revoke`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from app import __version__
+from app.auth import command as keys_command
 from app.config import SettingsError, load_settings
 from app.db.engine import DatabaseError, open_database
 from app.db.migrator import upgrade
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply schema migrations")
     db.add_argument("--config", type=Path, help="TOML file of settings overrides")
     db.set_defaults(host=None, port=None)
+    keys_command.add_parser(commands)  # `urlhealth keys create|list|revoke`
     return parser
 
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         secret = settings.database_url
         return _db_upgrade(secret.get_secret_value() if secret else None, settings.data_dir)
+    if args.command == "keys":
+        return keys_command.run(args, settings)
     try:
         app = create_app(settings)  # opens and migrates the database
     except DatabaseError as exc:
@@ -54,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Client addresses come from the trusted_proxies setting alone (app/auth/policy.py),
+        # not from uvicorn's own X-Forwarded-For handling, which trusts 127.0.0.1 by default.
+        proxy_headers=False,
         workers=1,  # the results store lives in this process
         http=protocol_for(settings),  # head and keep-alive timeouts, a connection cap
         lifespan="on",

@@ -14,6 +14,7 @@ from app.alerts.policy import DeliveryConfig
 from app.alerts.retention import AlertRetention
 from app.alerts.senders import channel_senders
 from app.alerts.service import Alerts
+from app.auth.gate import Auth
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
@@ -44,6 +45,7 @@ class Services:
     prober: Prober
     monitoring: Monitoring
     alerts: Alerts
+    auth: Auth
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -109,8 +111,18 @@ class Services:
             alerts=functools.partial(_alert_counts, alerts),
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
+        auth = Auth.build(settings, storage.database, storage.writer)
         return cls(
-            settings, storage, http, dispatcher, coordinator, metrics, prober, monitoring, alerts
+            settings,
+            storage,
+            http,
+            dispatcher,
+            coordinator,
+            metrics,
+            prober,
+            monitoring,
+            alerts,
+            auth,
         )
 
     @property
