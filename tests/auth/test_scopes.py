@@ -41,7 +41,8 @@ def test_a_read_key_reads_but_gets_403_submitting_a_job(
     assert svc.client.get("/metrics", headers=bearer(read)).status_code == 200
     answer = svc.client.post("/v1/jobs", json=JOB, headers=bearer(read))
     assert answer.status_code == 403
-    assert "'read'" in answer.json()["detail"] and "'check'" in answer.json()["detail"]
+    assert "'read'" in answer.json()["detail"]
+    assert "'check'" in answer.json()["detail"]
 
 
 def test_a_check_key_submits_jobs_but_gets_403_writing_monitors_or_keys(
@@ -83,7 +84,8 @@ def test_the_openapi_document_has_the_bearer_scheme_on_protected_operations(
     svc = locked_service(service_factory, tmp_path)
     document = svc.client.get("/openapi.json").json()
     scheme = document["components"]["securitySchemes"]["apiKey"]
-    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    assert scheme["type"] == "http"
+    assert scheme["scheme"] == "bearer"
     assert document["paths"]["/v1/jobs"]["post"]["security"] == [{"apiKey": []}]
     assert document["paths"]["/v1/keys"]["get"]["security"] == [{"apiKey": []}]
     assert "security" not in document["paths"]["/healthz"]["get"]
