@@ -62,6 +62,11 @@ class Services:
         outbox = AlertRetention(settings.alert_retention_days)
         storage = Storage.open(settings, retention_tasks=(history, outbox))
         store = storage.store
+        try:  # keys first: a data_dir the admin key cannot be written to stops start here
+            auth = Auth.build(settings, storage.database, storage.writer)
+        except Exception:
+            storage.close()
+            raise
         policy = destination_policy(settings)
         names = shared_resolver(settings, resolver)
         http = HttpLayer(
@@ -111,7 +116,6 @@ class Services:
             alerts=functools.partial(_alert_counts, alerts),
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
-        auth = Auth.build(settings, storage.database, storage.writer)
         return cls(
             settings,
             storage,
