@@ -62,3 +62,14 @@ def test_a_read_key_cannot_list_keys(
     svc = locked_service(service_factory, tmp_path)
     read = create_key(svc, "read")["key"]
     assert svc.client.get("/v1/keys", headers=bearer(read)).status_code == 403
+
+
+def test_keys_work_on_postgresql(
+    service_factory: Callable[..., RunningService], tmp_path: Path, pg_url: str
+) -> None:
+    svc = locked_service(service_factory, tmp_path, database_url=pg_url)
+    created = create_key(svc, "read")
+    assert svc.client.get("/v1/status", headers=bearer(created["key"])).status_code == 200
+    gone = svc.client.delete(f"/v1/keys/{created['id']}", headers=bearer(ADMIN_KEY))
+    assert gone.status_code == 204
+    assert svc.client.get("/v1/status", headers=bearer(created["key"])).status_code == 401

@@ -97,3 +97,13 @@ def test_auto_leaves_the_api_open_on_loopback(
     svc = service_factory(data_dir=tmp_path)  # auth "auto", host 127.0.0.1
     assert svc.client.post("/v1/jobs", json=JOB).status_code == 202
     assert not (tmp_path / "admin.key").exists()
+
+
+def test_auto_requires_keys_when_listening_beyond_loopback(
+    service_factory: Callable[..., RunningService], tmp_path: Path
+) -> None:
+    # The settings say 0.0.0.0; the test server itself still binds loopback.
+    svc = service_factory(data_dir=tmp_path, host="0.0.0.0")
+    assert svc.client.post("/v1/jobs", json=JOB).status_code == 401
+    key = (tmp_path / "admin.key").read_text().strip()
+    assert svc.client.post("/v1/jobs", json=JOB, headers=bearer(key)).status_code == 202
