@@ -38,6 +38,7 @@ from app.engine.limiter import ConcurrencyLimiter, LimiterConfig
 from app.engine.resolver import Resolver
 from app.lifecycle.collector import collect_when_idle, defer_full_collections, restore
 from app.services import Services
+from app.web import routes as web
 
 log = logging.getLogger("urlhealth")
 
@@ -117,7 +118,8 @@ def create_app(
     app.add_middleware(RequestCounter, counts=request_counts)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    for public in (health, docs):  # /healthz, /readyz, /docs (and FastAPI's /openapi.json)
+    # /healthz, /readyz, /docs (and FastAPI's /openapi.json), the status page and badges
+    for public in (health, docs, web):
         app.include_router(public.router)
     app.include_router(keys.router)  # admin only, on the router itself
     protected = (

@@ -97,7 +97,13 @@ class Services:
             DeliveryConfig.from_settings(settings),
         ).start()
         monitoring = Monitoring.build(
-            settings, storage.database, storage.writer, dispatcher, alerts.hook
+            settings,
+            storage.database,
+            storage.writer,
+            dispatcher,
+            alerts.hook,
+            alerts.file_tables,
+            alerts.in_maintenance_now,
         )
         coordinator = ShutdownCoordinator(
             dispatcher,

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from app.alerts import admin, maintenance
-from app.alerts.errors import Invalid, NotFound
+from app.alerts.errors import Conflict, Invalid, NotFound
 from app.alerts.rows import Rows
 from app.db.schema import alert_rules, channels, maintenance_windows, monitors
 from app.schemas.alerts import (
@@ -29,7 +29,7 @@ class RuleBook(Rows):
         return self.rule(str(rule_id))
 
     def update_rule(self, ref: str, patch: AlertRulePatch) -> AlertRulePublic:
-        row = self._get(alert_rules, ref, "alert rule")
+        row = self._editable_rule(ref)
         values = patch.model_dump(exclude_unset=True)
         for required in ("name", "match_labels", "channels", "on_down", "on_degraded"):
             if required in values and values[required] is None:
@@ -42,8 +42,16 @@ class RuleBook(Rows):
         return self.rule(str(row.id))
 
     def delete_rule(self, ref: str) -> None:
-        row = self._get(alert_rules, ref, "alert rule")
+        row = self._editable_rule(ref)
         self._write(lambda c: admin.remove(c, alert_rules, row.id))
+
+    def _editable_rule(self, ref: str) -> Row[Any]:
+        row = self._get(alert_rules, ref, "alert rule")
+        if row.source == "file":
+            raise Conflict(
+                f"the alert rule {row.name!r} comes from the monitors file: edit it there"
+            )
+        return row
 
     def rule(self, ref: str) -> AlertRulePublic:
         return AlertRulePublic.model_validate(self._get(alert_rules, ref, "alert rule")._asdict())

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from app.alerts.channels.config import ChannelConfig, parse_channel
+from app.alerts.channels.config import OperatorChannelConfig, parse_operator_channel
 from app.alerts.channels.sender import send, validate_destination
 from app.alerts.contract import Senders
 from app.alerts.message import AlertMessage
@@ -19,8 +19,9 @@ from app.engine.transport import HttpLayer
 
 
 class _Codec:
-    def config(self, raw: Mapping[str, Any]) -> ChannelConfig:
-        return parse_channel(dict(raw))
+    def config(self, raw: Mapping[str, Any]) -> OperatorChannelConfig:
+        # Apprise too, as the monitors file may store it: `validate` refuses it from the API.
+        return parse_operator_channel(dict(raw))
 
     def message(self, payload: Mapping[str, Any]) -> AlertMessage:
         return AlertMessage(

@@ -13,11 +13,12 @@ from typing import Any
 
 from sqlalchemy import Row, select
 
-from app.alerts import admin, claims, outbox, reads
+from app.alerts import admin, claims, maintenance, outbox, reads
 from app.alerts.claims import Claimed
 from app.alerts.contract import Senders
 from app.alerts.delivery import Delivery
 from app.alerts.errors import Invalid
+from app.alerts.filetables import FileTables
 from app.alerts.outbox import AlertHook
 from app.alerts.policy import DeliveryConfig
 from app.alerts.rows import Rows
@@ -46,6 +47,7 @@ class Alerts(Rows):
         self._senders = senders
         self.rulebook = RuleBook(database, writer, clock)
         self.hook = AlertHook(clock)  # the Recorder's on_transition
+        self.file_tables = FileTables(senders, database)  # the monitors file's channels and rules
         self.delivery = Delivery(
             database, writer, senders.send, senders.codec, senders.http, owner, config, clock
         )
@@ -159,6 +161,11 @@ class Alerts(Rows):
         return ChannelTestPublic(
             ok=done.ok, status_code=done.status_code, error=done.error, key=key
         )
+
+    def in_maintenance_now(self) -> set[int]:
+        """The ids of monitors inside an active maintenance window: reads show `maintenance`."""
+        with self._database.engine.connect() as connection:
+            return maintenance.covered_now(connection, self._clock())
 
     # --- the outbox -------------------------------------------------------------------------
     def alerts(

@@ -286,6 +286,8 @@ alert_rules = Table(
     Column("on_degraded", Boolean, nullable=False),
     Column("send_on_resolved", Boolean, nullable=False),
     Column("reminder_interval_s", Float),  # None: no reminders
+    # api | file (the monitors file's rules: kept in step on reload, read-only over the API)
+    Column("source", String(8), nullable=False, default="api", server_default="api"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -37,6 +37,7 @@ FIELDS = (
     "paused",
     "failure_threshold",
     "success_threshold",
+    "alerts",
 )
 
 
@@ -54,6 +55,7 @@ class Definition:
     paused: bool
     failure_threshold: int
     success_threshold: int
+    alerts: dict[str, Any] | None = None  # MonitorAlerts.stored(): the fields given
 
     def columns(self) -> dict[str, Any]:
         """The definition's columns (not the slug: it is settled where it is written)."""
@@ -67,6 +69,7 @@ class Definition:
             "paused": self.paused,
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
+            "alerts": self.alerts,
         }
 
 
@@ -96,6 +99,7 @@ class MonitorRecord:
     next_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    alerts: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> MonitorRecord:
@@ -123,6 +127,7 @@ class MonitorRecord:
             next_due_at=m["next_due_at"],
             created_at=m["created_at"],
             updated_at=m["updated_at"],
+            alerts=m.get("alerts"),
         )
 
     def written(self) -> dict[str, Any]:
@@ -138,6 +143,7 @@ class MonitorRecord:
             "paused": self.paused,
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
+            "alerts": None if self.alerts is None else dict(self.alerts),
         }
 
     def definition(self) -> Definition:
@@ -152,6 +158,7 @@ class MonitorRecord:
             self.paused,
             self.failure_threshold,
             self.success_threshold,
+            self.alerts,
         )
 
     def secrets(self) -> list[str]:
@@ -203,6 +210,7 @@ def check(create: MonitorCreate, settings: Settings) -> Checked:
         paused=create.paused,
         failure_threshold=create.failure_threshold,
         success_threshold=create.success_threshold,
+        alerts=None if create.alerts is None else create.alerts.stored(),
     )
     return Checked(definition, engine, parsed)
 
@@ -221,8 +229,9 @@ def scheduled(record: MonitorRecord, settings: Settings) -> Scheduled:
     )
 
 
-def public(record: MonitorRecord) -> MonitorPublic:
-    """The monitor as every read shows it: secrets masked."""
+def public(record: MonitorRecord, in_maintenance: bool = False) -> MonitorPublic:
+    """The monitor as every read shows it: secrets masked; `paused`, else `maintenance`
+    inside a maintenance window, over the stored state."""
     options = dict(record.options)
     if "headers" in options:
         options["headers"] = mask_headers(options["headers"])
@@ -244,8 +253,9 @@ def public(record: MonitorRecord) -> MonitorPublic:
         paused=record.paused,
         failure_threshold=record.failure_threshold,
         success_threshold=record.success_threshold,
+        alerts=record.alerts,
         generation=record.generation,
-        state=MonitorState.PAUSED if record.paused else MonitorState(record.state),
+        state=_shown(record, in_maintenance),
         state_since=record.state_since,
         pending=pending,
         last_checked_at=record.last_checked_at,
@@ -254,6 +264,12 @@ def public(record: MonitorRecord) -> MonitorPublic:
         created_at=record.created_at,
         updated_at=record.updated_at,
     )
+
+
+def _shown(record: MonitorRecord, in_maintenance: bool) -> MonitorState:
+    if record.paused:
+        return MonitorState.PAUSED
+    return MonitorState.MAINTENANCE if in_maintenance else MonitorState(record.state)
 
 
 def _last_result(record: MonitorRecord) -> LastResult | None:

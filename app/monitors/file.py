@@ -13,6 +13,8 @@
     slug = "home"
     url = "https://example.org/"
 
+    [[channels]] and [[alert_rules]]: see app/alerts/filetables.py (checked with the rest).
+
 The file is checked as a whole before anything changes: every error names the monitor (its
 index and name) and the field, and a file with any error changes nothing. Errors never echo
 a value: a URL or header value in them may be secret.
@@ -21,15 +23,17 @@ a value: a URL or header value in them may be secret.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection
 
 from app.config import Settings
 from app.inputs import InputError, resolve_options
-from app.monitors.definition import Checked, check
+from app.monitors.definition import Checked, Definition, check
 from app.monitors.errors import MonitorsFileError
 from app.monitors.slugs import slugify
 from app.schemas.jobs import JobOptions
@@ -51,6 +55,27 @@ class Defaults(BaseModel):
     options: dict[str, Any] | None = None
 
 
+class AlertTables(Protocol):
+    """The file's `[[channels]]` and `[[alert_rules]]` tables, checked and synced by the
+    alerts package (app/alerts/filetables.py), handed in by the composition root so that
+    monitors do not import alerts."""
+
+    def check(self, channel_tables: Any, rule_tables: Any, errors: list[dict[str, Any]]) -> Any:
+        """What to sync; appends each problem (table, index, field) to `errors`."""
+        ...
+
+    def write(
+        self, checked: Any, monitor_channels: Sequence[tuple[int, str, Sequence[str]]]
+    ) -> Callable[[Connection], list[dict[str, Any]]]:
+        """The sync for the reload's transaction: problems (nothing written), or [].
+        `monitor_channels`: each file monitor's own alert channels (index, name, slugs)."""
+        ...
+
+    def unknown_channels(self, slugs: Sequence[str]) -> list[str]:
+        """The slugs no channel has (a monitor's own alert channels, over the API)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class MonitorsFile:
     """A file that passed every check: its monitors (each with its slug settled) and its
@@ -58,9 +83,10 @@ class MonitorsFile:
 
     monitors: list[Checked] = field(default_factory=list)
     modules: dict[str, JobOptions] = field(default_factory=dict)
+    alerting: Any = None  # AlertTables.check's answer, when the file was read with them
 
 
-def load(path: Path, settings: Settings) -> MonitorsFile:
+def load(path: Path, settings: Settings, alerts: AlertTables | None = None) -> MonitorsFile:
     """Read and check the file; MonitorsFileError listing every problem."""
     try:
         raw = path.read_bytes()
@@ -75,18 +101,25 @@ def load(path: Path, settings: Settings) -> MonitorsFile:
     except tomllib.TOMLDecodeError as exc:
         raise _failure(path, [_file_error(f"not valid TOML: {exc}")]) from None
     errors: list[dict[str, Any]] = []
-    loaded = parse(data, settings, errors)
+    loaded = parse(data, settings, errors, alerts)
     if errors:
         raise _failure(path, errors)
     return loaded
 
 
-def parse(data: dict[str, Any], settings: Settings, errors: list[dict[str, Any]]) -> MonitorsFile:
+def parse(
+    data: dict[str, Any],
+    settings: Settings,
+    errors: list[dict[str, Any]],
+    alerts: AlertTables | None = None,
+) -> MonitorsFile:
+    tables = ("defaults", "modules", "monitors") + (("channels", "alert_rules") if alerts else ())
     for key in data:
-        if key not in ("defaults", "modules", "monitors"):
-            errors.append(
-                _error((key,), None, "unknown table: expected defaults, modules, monitors")
-            )
+        if key not in tables:
+            errors.append(_error((key,), None, f"unknown table: expected {', '.join(tables)}"))
+    alerting = None
+    if alerts is not None:
+        alerting = alerts.check(data.get("channels"), data.get("alert_rules"), errors)
     defaults = _defaults(data.get("defaults", {}), errors)
     modules = _modules(data.get("modules", {}), settings, errors)
     entries = data.get("monitors", [])
@@ -112,7 +145,16 @@ def parse(data: dict[str, Any], settings: Settings, errors: list[dict[str, Any]]
                 errors.append(_error(("monitors", index, what), definition.name, msg))
             seen.setdefault(value, index)
         monitors.append(checked)
-    return MonitorsFile(monitors, modules)
+    return MonitorsFile(monitors, modules, alerting)
+
+
+def own_channels(definitions: Sequence[Definition]) -> list[tuple[int, str, list[str]]]:
+    """Each monitor's own alert channels (index, name, slugs), for AlertTables.write."""
+    return [
+        (index, d.name, list(d.alerts["channels"]))
+        for index, d in enumerate(definitions)
+        if d.alerts and d.alerts.get("channels")
+    ]
 
 
 def _defaults(data: Any, errors: list[dict[str, Any]]) -> Defaults:

@@ -9,7 +9,7 @@ results over the same span exactly.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -18,7 +18,7 @@ from sqlalchemy import Row, Text, and_, cast, func, or_, select
 from app.db.engine import Database
 from app.db.schema import incidents, monitor_results, monitor_rollups, monitors
 from app.monitors import buckets
-from app.monitors.model import CODE_OUTCOME
+from app.monitors.model import CODE_OUTCOME, MonitorState
 from app.monitors.recorder import to_ms
 from app.monitors.redact import public_result
 from app.monitors.rollups import DAY_MS, HOUR_MS, period_start
@@ -193,10 +193,11 @@ class History:
             mttr_s=round(sum(recovered) / len(recovered), 3) if recovered else None,
         )
 
-    def summary(self) -> MonitorsSummaryPublic:
+    def summary(self, in_maintenance: Collection[int] = frozenset()) -> MonitorsSummaryPublic:
         """Every monitor with its state, 24 h uptime, last check and open incident: one query
         (the rollups summed per monitor through their primary key), validated as one list
-        (10,000 models built one by one cost more than the query)."""
+        (10,000 models built one by one cost more than the query). `in_maintenance`: ids of
+        monitors inside a maintenance window now, shown as `maintenance`."""
         m, r, i = monitors.c, monitor_rollups.c, incidents.c
         start_ms, end_ms = window_bounds("24h", self._clock())
 
@@ -233,7 +234,7 @@ class History:
             .order_by(m.id)
         )
         with self._engine.connect() as connection:
-            rows = [_summary(row) for row in connection.execute(query)]
+            rows = [_summary(row, in_maintenance) for row in connection.execute(query)]
         return MonitorsSummaryPublic.model_validate({"monitors": rows})
 
 
@@ -296,7 +297,7 @@ def _latency(totals: dict[str, Any], histograms: Sequence[str]) -> LatencyPublic
     )
 
 
-def _summary(row: Row[Any]) -> dict[str, Any]:
+def _summary(row: Row[Any], in_maintenance: Collection[int]) -> dict[str, Any]:
     incident = None
     if row.incident_id is not None and row.started_at is not None:
         incident = {
@@ -309,7 +310,7 @@ def _summary(row: Row[Any]) -> dict[str, Any]:
         "slug": row.slug,
         "name": row.name,
         "group": row.group_name,
-        "state": row.state,
+        "state": MonitorState.MAINTENANCE.value if row.id in in_maintenance else row.state,
         "paused": row.paused,
         "pending_outcome": row.pending_outcome,
         "pending_count": row.pending_count,

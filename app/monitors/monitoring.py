@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +18,7 @@ from app.db.engine import Database
 from app.db.schema import monitors as monitors_table
 from app.db.writer import Writer, WriterClosed, WriterFull
 from app.engine.dispatcher import Dispatcher
+from app.monitors.file import AlertTables
 from app.monitors.recorder import OnTransition, Recorder
 from app.monitors.repository import MonitorRepository
 from app.monitors.scheduler import MonitorScheduler, Scheduled
@@ -43,9 +44,12 @@ class Monitoring:
         writer: Writer,
         dispatcher: Dispatcher,
         on_transition: OnTransition | None = None,
+        alert_tables: AlertTables | None = None,
+        in_maintenance: Callable[[], Collection[int]] = frozenset,
     ) -> Monitoring:
         """`on_transition`: called in the transaction of each confirmed state change (the
-        alerts' outbox)."""
+        alerts' outbox); `alert_tables`: the file's channels and alert rules;
+        `in_maintenance`: the ids of monitors inside a maintenance window now."""
         recorder = Recorder(writer, on_transition)
 
         def run(monitor: Scheduled) -> Future[CheckResult]:
@@ -56,7 +60,13 @@ class Monitoring:
 
         scheduler = MonitorScheduler(run, record, _due_saver(writer))
         repository = MonitorRepository(database, writer)
-        monitors = Monitors(settings, repository, scheduler)
+        monitors = Monitors(
+            settings,
+            repository,
+            scheduler,
+            alert_tables=alert_tables,
+            in_maintenance=in_maintenance,
+        )
         return cls(scheduler, recorder, monitors, stall_s=settings.monitor_stall_s)
 
     def start(self) -> None:

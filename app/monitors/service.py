@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -68,8 +68,14 @@ class Monitors:
         repository: MonitorRepository,
         scheduler: Scheduler,
         clock: Callable[[], datetime] = utcnow,
+        alert_tables: monitors_file.AlertTables | None = None,
+        in_maintenance: Callable[[], Collection[int]] = frozenset,
     ) -> None:
+        """`in_maintenance`: the ids of monitors inside a maintenance window now (the
+        alerts' windows, handed in by the composition root), shown as `maintenance`."""
         self._settings = settings
+        self._in_maintenance = in_maintenance
+        self._alert_tables = alert_tables
         self._repository = repository
         self._scheduler = scheduler
         self._clock = clock
@@ -96,18 +102,20 @@ class Monitors:
 
     # --- reads ---------------------------------------------------------------------------
     def get(self, ref: str) -> MonitorPublic:
-        return public(self._repository.get(ref))
+        record = self._repository.get(ref)
+        return public(record, record.id in self._in_maintenance())
 
     def list(self, query: MonitorQuery, offset: int, limit: int) -> MonitorsPublic:
         records, count = self._repository.page(query, offset, limit)
-        return MonitorsPublic(
-            monitors=[public(r) for r in records], count=count, offset=offset, limit=limit
-        )
+        covered = self._in_maintenance()
+        shown = [public(r, r.id in covered) for r in records]
+        return MonitorsPublic(monitors=shown, count=count, offset=offset, limit=limit)
 
     # --- changes -------------------------------------------------------------------------
     def create(self, body: MonitorCreate) -> MonitorPublic:
         """InputError (422), MonitorConflict (409: name or slug taken, here or in the file)."""
         checked = check(body, self._settings)
+        self._check_channels(checked.definition.alerts)
 
         def change() -> MonitorRecord:
             record = self._repository.create(checked.definition, Source.API, self._clock())
@@ -133,6 +141,7 @@ class Monitors:
                 checked = check(body, self._settings)
             except InputError as exc:  # its values may be stored secrets the patch never sent
                 raise InputError([_without_input(e) for e in exc.errors]) from None
+            self._check_channels(checked.definition.alerts)
             done = self._repository.update(
                 current.id, checked.definition, self._clock(), Source.API
             )
@@ -172,6 +181,17 @@ class Monitors:
             raise MonitorNotScheduled(f"monitor {record.slug!r} is not scheduled") from None
         running.add_done_callback(done)
         return masked
+
+    def _check_channels(self, alerts: dict[str, Any] | None) -> None:
+        """A monitor's own alert channels must exist, as a rule's must (422 otherwise)."""
+        slugs = (alerts or {}).get("channels") or []
+        if self._alert_tables is None or not slugs:
+            return
+        missing = self._alert_tables.unknown_channels(slugs)
+        if missing:
+            msg = f"no channel with slug {missing[0]!r}"
+            loc = ("body", "alerts", "channels")
+            raise InputError([{"type": "value_error", "loc": loc, "msg": msg}])
 
     # --- the file ------------------------------------------------------------------------
     def reload(self) -> ReloadReport:
@@ -216,10 +236,13 @@ class Monitors:
         path = self._settings.monitors_file
         if path is None:
             raise NoMonitorsFile("no monitors file is set (setting monitors_file)")
-        loaded = monitors_file.load(path, self._settings)
+        tables = self._alert_tables
+        loaded = monitors_file.load(path, self._settings, tables)
         definitions = [checked.definition for checked in loaded.monitors]
+        own = monitors_file.own_channels(definitions)
+        also = None if tables is None else tables.write(loaded.alerting, own)
         try:
-            outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock()))
+            outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock(), also))
         except SyncRefused as exc:
             raise MonitorsFileError(str(path), exc.errors) from None
         self.modules = loaded.modules

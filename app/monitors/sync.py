@@ -38,10 +38,14 @@ class SyncRefused(Exception):
 
 
 def sync_file(
-    definitions: list[Definition], now: datetime
+    definitions: list[Definition],
+    now: datetime,
+    also: Callable[[Connection], list[dict[str, Any]]] | None = None,
 ) -> Callable[[Connection], SyncOutcome | SyncRefused]:
     """The write for the writer: returns a SyncOutcome, or a SyncRefused (not raised, so
-    the other writes of the batch are not rolled back with it)."""
+    the other writes of the batch are not rolled back with it). `also`: the file's channels
+    and rules, synced in the same transaction; it checks before it writes, so its problems
+    refuse the whole sync before anything changed."""
 
     def write(connection: Connection) -> SyncOutcome | SyncRefused:
         rows = [MonitorRecord.from_row(r) for r in connection.execute(select(monitors))]
@@ -59,6 +63,8 @@ def sync_file(
                     errors.append(_clash(index, definition.name, what, msg))
         if errors:
             return SyncRefused(errors)
+        if also is not None and (refused := also(connection)):
+            return SyncRefused(refused)
         ours = {r.slug: r for r in rows if r.source == Source.FILE}
         wanted = {d.slug for d in definitions}
         outcome = SyncOutcome()

@@ -92,6 +92,7 @@ class AlertRulePublic(AlertRuleCreate):
     model_config = ConfigDict(extra="ignore")
 
     id: int
+    source: Literal["api", "file"] = Field("api", description="`file`: read-only over the API.")
     created_at: datetime
     updated_at: datetime
 

@@ -132,7 +132,10 @@ class MonitorSummaryPublic(BaseModel):
     slug: str
     name: str
     group: str | None
-    state: str = Field(description="unknown, up, degraded or down (the confirmed state).")
+    state: str = Field(
+        description="unknown, up, degraded or down (the confirmed state); `maintenance` inside "
+        "a maintenance window (the confirmed state goes on underneath)."
+    )
     paused: bool
     pending_outcome: str | None = Field(None, description="An unconfirmed outcome, if any.")
     pending_count: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +17,7 @@ from app.monitors.model import (
     Outcome,
     Source,
 )
+from app.schemas.alerts import MonitorAlerts
 from app.schemas.jobs import JobOptions
 from app.schemas.results import ErrorKind
 
@@ -101,6 +102,13 @@ class MonitorCreate(BaseModel):
         le=MAX_THRESHOLD,
         description="Successes in a row that confirm a recovery.",
     )
+    alerts: MonitorAlerts | None = Field(
+        None,
+        description="The monitor's own alert settings: each field given wins over its group's "
+        'and labels\' alert rules (`{"channels": []}` silences it). In a PATCH, fields are '
+        "merged (a null removes one: it inherits again); `alerts: null` removes them all.",
+        examples=[{"channels": ["ops"], "on_degraded": True}],
+    )
 
     @field_validator("name")
     @classmethod
@@ -163,8 +171,14 @@ class MonitorPublic(BaseModel):
     paused: bool
     failure_threshold: int
     success_threshold: int
+    alerts: dict[str, Any] | None = Field(
+        None, description="The monitor's own alert settings as written (null: its rules')."
+    )
     generation: int = Field(description="Bumped each time the URL or options change.")
-    state: MonitorState = Field(description="`paused` while paused, else the confirmed state.")
+    state: MonitorState = Field(
+        description="`paused` while paused, `maintenance` inside a maintenance window, else "
+        "the confirmed state."
+    )
     state_since: datetime | None = None
     pending: Pending | None = None
     last_checked_at: datetime | None = None

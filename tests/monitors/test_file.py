@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from app.alerts.filetables import FileTables
+from app.alerts.senders import channel_senders
 from app.monitors.errors import MonitorsFileError
 from app.monitors.file import load
+from app.services import destination_policy
 from tests.conftest import make_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "monitors.example.toml"
@@ -37,8 +40,15 @@ def test_the_example_file_loads_and_so_do_its_commented_examples(tmp_path: Path)
     text = EXAMPLE.read_text(encoding="utf-8")
     head, _, examples = text.partition("# --- examples")
     uncommented = re.sub(r"^# ?", "", examples.split("\n", 1)[1], flags=re.MULTILINE)
-    loaded = load(write(tmp_path, head + uncommented), settings)
+    # Its channels and rules are checked by the alerts' tables, as the service does.
+    senders = channel_senders(None, destination_policy(settings), None)  # type: ignore[arg-type]
+    # load() reads no database: the tables need none here.
+    tables = FileTables(senders, None)  # type: ignore[arg-type]
+    loaded = load(write(tmp_path, head + uncommented), settings, tables)
     assert [c.definition.slug for c in loaded.monitors] == ["example-home", "example-api", "local"]
+    assert [c["slug"] for c in loaded.alerting.channels] == ["ops-hook", "ops-slack", "phone"]
+    assert [r["name"] for r in loaded.alerting.rules] == ["API outages", "Everything else"]
+    assert loaded.monitors[0].definition.alerts == {"on_degraded": True}
     home, api, _local = (c.definition for c in loaded.monitors)
     assert home.interval_s == 60
     assert home.group == "web"

@@ -111,4 +111,5 @@ def uptime(
     summary="Every monitor's state, 24 h uptime, last check and open incident",
 )
 def summary(services: ServicesDep) -> Response:
-    return JSONBytes(History(services.storage.database).summary().model_dump_json())
+    covered = services.alerts.in_maintenance_now()
+    return JSONBytes(History(services.storage.database).summary(covered).model_dump_json())

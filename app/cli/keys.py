@@ -8,32 +8,43 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from app.config import SettingsError, load_settings
 
-from app.auth.keys import KeyInfo, KeyStore, Scope
-from app.config import Settings
-from app.db.engine import Database, DatabaseError, open_database
-from app.db.migrator import upgrade
-from app.db.url import sqlalchemy_url
+if TYPE_CHECKING:  # imported when run: `urlhealth check` never loads the database
+    from sqlalchemy import Connection
+
+    from app.auth.keys import KeyInfo, KeyStore
+    from app.db.engine import Database
+
+SCOPES = ("read", "check", "admin")  # app.auth.keys.Scope, without importing it here
 
 
-def add_parser(commands: Any) -> None:
-    """The `keys` subcommand's arguments (`commands`: the parser's subparsers)."""
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser("keys", help="manage API keys (urlhealth keys create --help)")
     keys.add_argument("--config", type=Path, help="TOML file of settings overrides")
-    keys.set_defaults(host=None, port=None)
+    keys.set_defaults(run=run)
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key; prints it, the only time")
-    create.add_argument("--scope", choices=[s.value for s in Scope], required=True)
+    create.add_argument("--scope", choices=SCOPES, required=True)
     create.add_argument("--name", required=True, help="what the key is for")
     actions.add_parser("list", help="id, prefix, scope, name, created, last used, revoked")
     revoke = actions.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("id", type=int, help="the key's id (from list)")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"urlhealth: {exc}", file=sys.stderr)
+        return 2
+    from app.auth.keys import KeyStore
+    from app.db.engine import DatabaseError, open_database
+    from app.db.migrator import upgrade
+    from app.db.url import sqlalchemy_url
+
     secret = settings.database_url
     try:
         url = sqlalchemy_url(secret.get_secret_value() if secret else None, settings.data_dir)
@@ -54,6 +65,8 @@ def _short_transaction(database: Database) -> Callable[[Callable[[Connection], A
 
 
 def _act(args: argparse.Namespace, keys: KeyStore) -> int:
+    from app.auth.keys import Scope
+
     if args.action == "create":
         info, key = keys.create(args.name, Scope(args.scope))
         print(f"key {info.id} ({info.scope.value}, {info.name!r}); shown this once:")

@@ -1,4 +1,4 @@
-"""`urlhealth serve [--host --port --config]`, `db upgrade`, `keys create|list|revoke`."""
+"""`urlhealth serve [--host --port --config]` and `urlhealth db upgrade`."""
 
 from __future__ import annotations
 
@@ -6,37 +6,30 @@ import argparse
 import sys
 from pathlib import Path
 
-import uvicorn
-
-from app import __version__
-from app.auth import command as keys_command
 from app.config import SettingsError, load_settings
-from app.db.engine import DatabaseError, open_database
-from app.db.migrator import upgrade
-from app.db.url import sqlalchemy_url
-from app.lifecycle.connections import protocol_for
-from app.lifecycle.server import Server
-from app.main import create_app
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="urlhealth", description="Concurrent URL health checks.")
-    parser.add_argument("--version", action="version", version=f"urlhealth {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="listen address (setting: URLHEALTH_HOST)")
     serve.add_argument("--port", type=int, help="listen port (setting: URLHEALTH_PORT)")
     serve.add_argument("--config", type=Path, help="TOML file of settings overrides")
+    serve.set_defaults(run=run)
     db = commands.add_parser("db", help="manage the database (URLHEALTH_DATABASE_URL)")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply schema migrations")
     db.add_argument("--config", type=Path, help="TOML file of settings overrides")
-    db.set_defaults(host=None, port=None)
-    keys_command.add_parser(commands)  # `urlhealth keys create|list|revoke`
-    return parser
+    db.set_defaults(host=None, port=None, run=run)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    # Imported here: `urlhealth check` never loads the web app, uvicorn or the database.
+    import uvicorn
+
+    from app.db.engine import DatabaseError
+    from app.lifecycle.connections import protocol_for
+    from app.lifecycle.server import Server
+    from app.main import create_app
+
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = load_settings(args.config, **overrides)
@@ -46,8 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         secret = settings.database_url
         return _db_upgrade(secret.get_secret_value() if secret else None, settings.data_dir)
-    if args.command == "keys":
-        return keys_command.run(args, settings)
     try:
         app = create_app(settings)  # opens and migrates the database
     except DatabaseError as exc:
@@ -79,6 +70,10 @@ def _db_upgrade(database_url: str | None, data_dir: Path) -> int:
     """`urlhealth db upgrade`: apply migrations from another process than the service (the
     write transaction begins IMMEDIATE and waits out the busy timeout). A service holding
     the SQLite file is refused by its lock: the service migrates at its own start."""
+    from app.db.engine import DatabaseError, open_database
+    from app.db.migrator import upgrade
+    from app.db.url import sqlalchemy_url
+
     try:
         url = sqlalchemy_url(database_url, data_dir)
         with open_database(url) as database:
@@ -91,7 +86,3 @@ def _db_upgrade(database_url: str | None, data_dir: Path) -> int:
     else:
         print(f"database {database.masked_url}: schema already at {done.after}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
