@@ -70,11 +70,11 @@ def test_a_revoked_key_is_401_at_once(
     assert svc.client.get("/v1/status", headers=bearer(created["key"])).status_code == 401
 
 
-def test_health_docs_and_openapi_stay_public(
+def test_health_docs_openapi_and_the_status_page_stay_public(
     service_factory: Callable[..., RunningService], tmp_path: Path
 ) -> None:
     svc = locked_service(service_factory, tmp_path)
-    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json", "/"):
         assert svc.client.get(path).status_code == 200, path
 
 
