@@ -151,10 +151,23 @@ class Settings(BaseSettings):
     # Outbox rows (and their attempts) older than this are deleted, once final.
     alert_retention_days: float = Field(30.0, gt=0)
 
+    # API keys (app/auth/): "auto" requires a key for every API call unless the service
+    # listens on loopback only; "required" always (use it behind a reverse proxy on the same
+    # host, whose connections come from loopback); "off" never.
+    auth: Literal["auto", "required", "off"] = "auto"
+    # The first admin key, if given; else one is generated into <data_dir>/admin.key.
+    admin_key: SecretStr | None = None
+    # Peers whose X-Forwarded-For names the client (rate limits per address); others' is ignored.
+    trusted_proxies: NetworkList = ()
+    # Rate limits ("N/second|minute|hour"), while keys are required: per key, and per client
+    # address for calls without a valid key. Held in this process: replicas do not share them.
+    rate_limit_per_key: str = "6000/minute"
+    rate_limit_per_address: str = "600/minute"
+
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)
 
-    @field_validator("allowed_networks", "denied_networks", mode="before")
+    @field_validator("allowed_networks", "denied_networks", "trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -192,7 +205,18 @@ class Settings(BaseSettings):
             check_database_url(value.get_secret_value())
         return value
 
-    @field_validator("allowed_networks", "denied_networks")
+    @field_validator("rate_limit_per_key", "rate_limit_per_address")
+    @classmethod
+    def _parse_rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate like '600/minute'") from None
+        return value
+
+    @field_validator("allowed_networks", "denied_networks", "trusted_proxies")
     @classmethod
     def _parse_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:

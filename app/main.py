@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.alerts.contract import Senders
 from app.api import errors
+from app.api.auth import Authorized
 from app.api.body_limit import BodyLimit
 from app.api.loop_guard import RequestCounter, guard_loop, stop_guard
 from app.api.routes import (
@@ -25,6 +26,7 @@ from app.api.routes import (
     docs,
     health,
     jobs,
+    keys,
     metrics,
     monitor_history,
     monitors,
@@ -116,8 +118,11 @@ def create_app(
     app.add_middleware(RequestCounter, counts=request_counts)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    routers = (
-        health,
+    # /healthz, /readyz, /docs (and FastAPI's /openapi.json), the status page and badges
+    for public in (health, docs, web):
+        app.include_router(public.router)
+    app.include_router(keys.router)  # admin only, on the router itself
+    protected = (
         status,
         jobs,
         check,
@@ -127,11 +132,9 @@ def create_app(
         alert_rules,
         alerts,
         metrics,
-        docs,
-        web,
     )
-    for module in routers:
-        app.include_router(module.router)
+    for module in protected:  # the scope each route needs: app/api/auth.py
+        app.include_router(module.router, dependencies=[Authorized])
     return app
 
 

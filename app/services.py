@@ -14,6 +14,7 @@ from app.alerts.policy import DeliveryConfig
 from app.alerts.retention import AlertRetention
 from app.alerts.senders import channel_senders
 from app.alerts.service import Alerts
+from app.auth.gate import Auth
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
@@ -44,6 +45,7 @@ class Services:
     prober: Prober
     monitoring: Monitoring
     alerts: Alerts
+    auth: Auth
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -60,6 +62,11 @@ class Services:
         outbox = AlertRetention(settings.alert_retention_days)
         storage = Storage.open(settings, retention_tasks=(history, outbox))
         store = storage.store
+        try:  # keys first: a data_dir the admin key cannot be written to stops start here
+            auth = Auth.build(settings, storage.database, storage.writer)
+        except Exception:
+            storage.close()
+            raise
         policy = destination_policy(settings)
         names = shared_resolver(settings, resolver)
         http = HttpLayer(
@@ -116,7 +123,16 @@ class Services:
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
         return cls(
-            settings, storage, http, dispatcher, coordinator, metrics, prober, monitoring, alerts
+            settings,
+            storage,
+            http,
+            dispatcher,
+            coordinator,
+            metrics,
+            prober,
+            monitoring,
+            alerts,
+            auth,
         )
 
     @property

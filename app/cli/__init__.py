@@ -1,5 +1,6 @@
 """`urlhealth`: the command line. `serve` and `db upgrade` run the service (app/cli/serve.py);
-`check` runs checks in this process and prints a report (app/cli/check.py)."""
+`check` runs checks in this process and prints a report (app/cli/check.py); `keys`
+manages API keys (app/cli/keys.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from collections.abc import Callable
 
 from app import __version__
-from app.cli import check, serve
+from app.cli import check, keys, serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_commands(commands)
     check.add_command(commands)
+    keys.add_command(commands)
     return parser
 
 

@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Client addresses come from the trusted_proxies setting alone (app/auth/policy.py),
+        # not from uvicorn's own X-Forwarded-For handling, which trusts 127.0.0.1 by default.
+        proxy_headers=False,
         workers=1,  # the results store lives in this process
         http=protocol_for(settings),  # head and keep-alive timeouts, a connection cap
         lifespan="on",

@@ -365,3 +365,20 @@ maintenance_windows = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+
+# --- API keys (app/auth/) --------------------------------------------------------------------
+# Only a key's SHA-256 is kept (it finds the row): the key itself is shown once, at creation;
+# `prefix`, its first characters, is what lists show.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scope", String(8), nullable=False),  # read | check | admin
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)

@@ -25,6 +25,7 @@ TABLES = (
         "incidents",
     }
     | {"channels", "alert_rules", "alert_outbox", "alert_attempts", "maintenance_windows"}
+    | {"api_keys"}
 )
 
 
