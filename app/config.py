@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # address for calls without a valid key. Held in this process: replicas do not share them.
     rate_limit_per_key: str = "6000/minute"
     rate_limit_per_address: str = "600/minute"
+    # The status page and badges (app/web/) answer without a key; false puts them behind the
+    # `read` scope like the API (when keys are in force).
+    status_page_public: bool = True
 
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)

@@ -119,8 +119,10 @@ def create_app(
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     # /healthz, /readyz, /docs (and FastAPI's /openapi.json), the status page and badges
-    for public in (health, docs, web):
+    for public in (health, docs):
         app.include_router(public.router)
+    web_needs = [] if settings.status_page_public else [Authorized]
+    app.include_router(web.router, dependencies=web_needs)
     app.include_router(keys.router)  # admin only, on the router itself
     protected = (
         status,

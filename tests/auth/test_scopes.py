@@ -107,3 +107,15 @@ def test_auto_requires_keys_when_listening_beyond_loopback(
     assert svc.client.post("/v1/jobs", json=JOB).status_code == 401
     key = (tmp_path / "admin.key").read_text().strip()
     assert svc.client.post("/v1/jobs", json=JOB, headers=bearer(key)).status_code == 202
+
+
+def test_the_status_page_is_public_unless_made_private(
+    service_factory: Callable[..., RunningService], tmp_path: Path
+) -> None:
+    open_page = locked_service(service_factory, tmp_path / "public")
+    assert open_page.client.get("/").status_code == 200
+    private = locked_service(service_factory, tmp_path / "private", status_page_public=False)
+    assert private.client.get("/").status_code == 401
+    assert private.client.get("/badges/any/shields.json").status_code == 401
+    read = create_key(private, "read")["key"]
+    assert private.client.get("/", headers=bearer(read)).status_code == 200
