@@ -46,11 +46,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import create_engine, func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from driver import percentile  # bench/ is on sys.path when run as a script
 from service import ServiceProcess
 from target import NginxTarget
+
+from app.db.schema import alert_attempts, alert_outbox, channels
 
 DELAYS_MS = (0, 1, 5, 10, 20)
 INTERVALS_S = (30.0, 45.0, 60.0)
@@ -234,24 +237,53 @@ def wait_for(check: Any, timeout_s: float, step_s: float = 0.5) -> float | None:
     return None
 
 
-def confirmations(db_path: Path) -> list[tuple[str, str, str, float]]:
-    """Every outbox row: (channel slug, kind, key, its transition's confirmation time in epoch
-    s: the `at` of the check that confirmed it)."""
-    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
-        rows = db.execute(
-            "SELECT c.slug, o.kind, o.key, o.payload FROM alert_outbox o "
-            "JOIN channels c ON c.id = o.channel_id"
-        ).fetchall()
+@dataclass(frozen=True)
+class Owed:
+    """One outbox row, its times in epoch s: `at` the check that confirmed the transition,
+    `written` the row's commit (the state change's transaction), `sending` its first send's
+    start."""
+
+    channel: str
+    kind: str
+    key: str
+    at: float
+    written: float
+    sending: float | None
+
+
+def confirmations(db_path: Path) -> list[Owed]:
+    engine = create_engine(f"sqlite:///{db_path}")
+    o, a = alert_outbox.c, alert_attempts.c
+    first = (
+        select(a.outbox_id, func.min(a.at).label("at"), func.max(a.duration_ms).label("ms"))
+        .group_by(a.outbox_id)
+        .subquery()
+    )
+    query = (
+        select(channels.c.slug, o.kind, o.key, o.payload, o.created_at, first.c.at, first.c.ms)
+        .join(channels, channels.c.id == o.channel_id)
+        .outerjoin(first, first.c.outbox_id == o.id)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    engine.dispose()
     return [
-        (str(slug), str(kind), str(key), datetime.fromisoformat(json.loads(p)["at"]).timestamp())
-        for slug, kind, key, p in rows
+        Owed(
+            slug,
+            kind,
+            key,
+            datetime.fromisoformat(payload["at"]).timestamp(),
+            created.timestamp(),
+            None if tried is None else tried.timestamp() - ms / 1000,
+        )
+        for slug, kind, key, payload, created, tried, ms in rows
     ]
 
 
 def burst_figures(
     kind: str,
     receivers: dict[str, Receiver],
-    rows: list[tuple[str, str, str, float]],
+    rows: list[Owed],
     target_s: float,
     flipped_at: float,
 ) -> dict[str, Any]:
@@ -260,10 +292,12 @@ def burst_figures(
     for name, receiver in receivers.items():
         with receiver.arrivals.lock:
             first = dict(receiver.arrivals.first)
-        owed = [(key, at) for slug, what, key, at in rows if slug == name and what == kind]
-        got = [(key, at) for key, at in owed if key in first]
-        lat = [first[key] - at for key, at in got]
-        ats = [at for _, at in owed]
+        owed = [row for row in rows if row.channel == name and row.kind == kind]
+        got = [row for row in owed if row.key in first]
+        lat = [first[row.key] - row.at for row in got]
+        written = [row.written - row.at for row in owed]
+        claimed = [row.sending - row.written for row in owed if row.sending is not None]
+        ats = [row.at for row in owed]
         out[name] = {
             "owed": len(owed),
             "received": len(got),
@@ -271,9 +305,15 @@ def burst_figures(
             "latency_p50_s": _r(percentile(lat, 50)),
             "latency_p99_s": _r(percentile(lat, 99)),
             "latency_max_s": _r(max(lat) if lat else None),
+            # Where the time went: confirmed -> written (the writer), written -> sending
+            # (the delivery's queue and pacing); the rest is the send itself.
+            "written_p50_s": _r(percentile(written, 50)),
+            "written_max_s": _r(max(written) if written else None),
+            "to_send_p50_s": _r(percentile(claimed, 50)),
+            "to_send_max_s": _r(max(claimed) if claimed else None),
             "first_confirmed_after_flip_s": _r(min(ats) - flipped_at if ats else None),
             "confirmations_spread_s": _r(max(ats) - min(ats) if ats else None),
-            "last_arrival_after_flip_s": _r(max(first[k] for k, _ in got) - flipped_at)
+            "last_arrival_after_flip_s": _r(max(first[r.key] for r in got) - flipped_at)
             if got
             else None,
         }

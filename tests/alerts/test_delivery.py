@@ -143,6 +143,28 @@ def test_a_burst_to_one_channel_is_batched_and_paced(
     assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.25
 
 
+def test_a_paced_channels_next_batch_is_claimed_early_and_sent_only_when_its_time_comes(
+    store: HistoryStore, receiver: Receiver, http: httpx.Client
+) -> None:
+    # Claimed while the pacing runs, so the claim's write (behind every queued result in a
+    # busy writer) overlaps the wait rather than adding to it; held until the channel's time.
+    downs(store, receiver, monitors=20, max_batch=10, min_interval_s=20.0)
+    deliverer = delivery(store.database, store.writer, http, "one").start()
+    try:
+        claimed_early = wait_for(
+            lambda: Counter(r.status for r in outbox_rows(store)) == {"sent": 10, "sending": 10},
+            timeout_s=10.0,  # well inside the 20 s the second batch must wait
+        )
+        assert claimed_early
+        assert len(receiver.requests) == 1
+    finally:
+        deliverer.stop(10)
+    # Stopped before its time: the waiting batch is given back, its claim undone.
+    statuses = Counter((r.status, r.attempts, r.claimed_by) for r in outbox_rows(store))
+    assert statuses == {("sent", 1, None): 10, ("pending", 0, None): 10}
+    assert len(receiver.requests) == 1
+
+
 @pytest.fixture
 def second_writer(
     store: HistoryStore, request: pytest.FixtureRequest, tmp_path: Path
