@@ -287,8 +287,14 @@ class Delivery:
                 self._write(lambda c: claims.release(c, self.owner, ids))
                 return
             done = self.send_batch(config, batch)
-            # Sent: the channel's next batch may be claimed while this one is recorded.
+            # Sent: the channel's next batch may be claimed while this one is recorded. Its
+            # time counts from this answer too, not only from the hand-out: a send that
+            # started late must not bring the next message closer than min_interval_s to
+            # the receiver (a strict Slack answers 429).
             with self._lock:
+                if not isinstance(config, str):
+                    after = time.monotonic() + config.min_interval_s
+                    self._next_send[channel] = max(self._next_send.get(channel, 0.0), after)
                 self._busy.discard(channel)
                 freed = True
             self.nudge()

@@ -139,8 +139,9 @@ def test_a_burst_to_one_channel_is_batched_and_paced(
     assert [len(r["body"]["messages"]) for r in receiver.requests] == [10, 10, 5]
     assert sorted(receiver.accepted_keys()) == sorted(r.key for r in outbox_rows(store))
     arrivals = [r["at"] for r in receiver.requests]
-    # Paced: never closer than min_interval_s (less the requests' own jitter on loopback).
-    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.25
+    # Paced: never closer than min_interval_s at the receiver, whatever the jitter (the next
+    # message starts min_interval_s after the previous one was answered).
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.3
 
 
 def test_a_paced_channels_next_batch_is_claimed_early_and_sent_only_when_its_time_comes(
