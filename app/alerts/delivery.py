@@ -13,8 +13,9 @@ rows another replica wrote, claims whose lease ran out). Each round:
    backoff (exponential, a Retry-After honoured), or failed past max attempts or age.
 
 Pacing: a channel gets a message at most every `min_interval_s` (Slack allows about one a
-second per webhook). Its next batch is claimed as soon as the previous one is SENT (not once
-that send is recorded), and waits here, claimed, until the channel's time: each write through
+second per webhook). In a burst (a full batch owed) its next batch is claimed as soon as the
+previous one is SENT (not once that send is recorded), and waits here, claimed, until the
+channel's time: each write through
 the writer queues behind every monitor result ahead of it (measured by bench/alerts_burst.py
 at 0.3-0.5 s on a busy 2-core machine), so claiming only once the time had come, and waiting
 for the record before that, made the period interval + two writes: 1,000 transitions reached
@@ -34,7 +35,7 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -204,6 +205,7 @@ class Delivery:
         picked: dict[int, list[int]] = defaultdict(list)
         parsed: dict[int, ChannelConfig | str] = {}
         mono = time.monotonic()
+        owed = Counter(row.channel_id for row in due)
         for row in due:
             channel = row.channel_id
             if channel not in parsed:
@@ -213,11 +215,14 @@ class Delivery:
                     continue
                 ready_at = self._next_send.get(channel, 0.0)
             config = parsed[channel]
-            early = 0.0 if isinstance(config, str) else self._early_s(config)
-            if ready_at - early > mono:
-                wait_s = min(wait_s, ready_at - early - mono)
-                continue
             limit = config.max_batch if not isinstance(config, str) else 1
+            if ready_at > mono:
+                # Early only for a full batch (a burst): a partial one waits for the time,
+                # so the rows written meanwhile still join it.
+                early = self._early_s(config) if owed[channel] >= limit else 0.0
+                if ready_at - early > mono:
+                    wait_s = min(wait_s, ready_at - early - mono)
+                    continue
             if len(picked[channel]) < max(1, limit):
                 picked[channel].append(row.id)
         ids = [i for batch in picked.values() for i in batch]
@@ -237,9 +242,11 @@ class Delivery:
             self._hand_out(channel, parsed[channel], batch)
         return bool(got), wait_s
 
-    def _early_s(self, config: ChannelConfig) -> float:
+    def _early_s(self, config: ChannelConfig | str) -> float:
         """How long before its channel's time a batch may be claimed: up to the whole
         interval, but at most half the lease (a claim older than that may be taken over)."""
+        if isinstance(config, str):
+            return 0.0
         return min(config.min_interval_s, self._config.lease_s / 2)
 
     def _hand_out_waiting(self) -> float:

@@ -166,6 +166,21 @@ def test_a_paced_channels_next_batch_is_claimed_early_and_sent_only_when_its_tim
     assert len(receiver.requests) == 1
 
 
+def test_a_paced_channels_partial_batch_is_claimed_only_when_its_time_comes(
+    store: HistoryStore, receiver: Receiver, http: httpx.Client
+) -> None:
+    # Not a burst: the rows written while the channel waits should join its next message.
+    downs(store, receiver, monitors=15, max_batch=10, min_interval_s=20.0)
+    deliverer = delivery(store.database, store.writer, http, "one").start()
+    try:
+        assert wait_for(lambda: Counter(r.status for r in outbox_rows(store))["sent"] == 10)
+        threading.Event().wait(1.0)  # rounds that must leave the five alone
+        statuses = Counter((r.status, r.attempts) for r in outbox_rows(store))
+        assert statuses == {("sent", 1): 10, ("pending", 0): 5}
+    finally:
+        deliverer.stop(10)
+
+
 @pytest.fixture
 def second_writer(
     store: HistoryStore, request: pytest.FixtureRequest, tmp_path: Path
