@@ -13,14 +13,15 @@ rows another replica wrote, claims whose lease ran out). Each round:
    backoff (exponential, a Retry-After honoured), or failed past max attempts or age.
 
 Pacing: a channel gets a message at most every `min_interval_s` (Slack allows about one a
-second per webhook). In a burst (a full batch owed) its next batch is claimed as soon as the
-previous one is SENT (not once that send is recorded), and waits here, claimed, until the
-channel's time: each write through
-the writer queues behind every monitor result ahead of it (measured by bench/alerts_burst.py
-at 0.3-0.5 s on a busy 2-core machine), so claiming only once the time had come, and waiting
-for the record before that, made the period interval + two writes: 1,000 transitions reached
-Slack in ~45 s rather than the 20 s that 50 a second allows. A claim waits at most half the
-lease, so no other deliverer takes it over meanwhile.
+second per webhook), counted from the previous message's hand-out and from its answer. In a
+burst (a full batch owed) the next batch is claimed as soon as the previous one is SENT (not
+once that send is recorded) and waits here, claimed, until the channel's time; a partial
+batch is claimed when the time comes, so rows written meanwhile join it. Why: each write
+through the writer queues behind every monitor result ahead of it (0.3-5 s on a saturated
+2-core machine, measured by bench/alerts_burst.py), so claiming only once the time had come,
+after the record, made the period the interval plus two such writes: 1,000 transitions took
+~45 s to reach Slack, not the 20 s that 50 a second allows. A claim waits at most half the
+lease, so no other deliverer takes it over meanwhile; a stop gives it back.
 
 `stop(timeout)` sets the stop flag (checked between items), waits for sends in flight, and
 gives claims not yet sent back (pending: the next start sends them, none twice). A process
