@@ -109,12 +109,15 @@ def render_config(
     worker_processes: int = 1,
     delays_ms: Iterable[int] = DEFAULT_DELAYS_MS,
     statuses: Iterable[int] = DEFAULT_STATUSES,
+    extra_locations: str = "",
 ) -> str:
     listens = "\n".join(f"        listen {host}:{port} backlog=4096 reuseport;" for host in HOSTS)
     locations = "\n".join(
         [_delay_location(ms) for ms in sorted(set(delays_ms))]
         + [_status_location(code) for code in sorted(set(statuses))]
     )
+    if extra_locations:
+        locations += "\n" + extra_locations
     user = "user root;" if os.geteuid() == 0 else ""
     nofile = nofile_limit()
     temp_paths = "\n".join(
@@ -161,6 +164,8 @@ class NginxTarget:
     worker_processes: int = 1
     delays_ms: tuple[int, ...] = DEFAULT_DELAYS_MS
     statuses: tuple[int, ...] = DEFAULT_STATUSES
+    # More `location` blocks for the server (bench/alerts_burst.py's switchable dependency).
+    extra_locations: str = ""
     start_timeout_s: float = 10.0
     port: int = 0
     workdir: Path = field(default_factory=lambda: Path())
@@ -189,6 +194,7 @@ class NginxTarget:
                 worker_processes=self.worker_processes,
                 delays_ms=self.delays_ms,
                 statuses=self.statuses,
+                extra_locations=self.extra_locations,
             )
         )
         cmd = [

@@ -4,14 +4,24 @@ Fed by a queue.Queue of nudges ("work may be there": a transition written, a sen
 and by its own timeout (the periodic scan: retries falling due, reminders, ended maintenance,
 rows another replica wrote, claims whose lease ran out). Each round:
 1. reads the due rows (a read, no lock), groups them per channel, skipping a channel whose
-   previous batch is still in flight or whose `min_interval_s` has not passed since its last
-   send (Slack allows about one message a second per webhook);
+   previous batch is still being sent (or waits for its time, below);
 2. CLAIMS at most `max_batch` rows per channel through the writer (app/alerts/claims.py:
    a conditional UPDATE; only the rows it matched are sent, so two replicas never both send
    one);
 3. hands each channel's batch to a small pool, which sends it as ONE message outside any
    transaction and lock, then records the attempt through the writer: sent, due again after a
    backoff (exponential, a Retry-After honoured), or failed past max attempts or age.
+
+Pacing: a channel gets a message at most every `min_interval_s` (Slack allows about one a
+second per webhook), counted from the previous message's hand-out and from its answer. In a
+burst (a full batch owed) the next batch is claimed as soon as the previous one is SENT (not
+once that send is recorded) and waits here, claimed, until the channel's time; a partial
+batch is claimed when the time comes, so rows written meanwhile join it. Why: each write
+through the writer queues behind every monitor result ahead of it (0.3-5 s on a saturated
+2-core machine, measured by bench/alerts_burst.py), so claiming only once the time had come,
+after the record, made the period the interval plus two such writes: 1,000 transitions took
+~45 s to reach Slack, not the 20 s that 50 a second allows. A claim waits at most half the
+lease, so no other deliverer takes it over meanwhile; a stop gives it back.
 
 `stop(timeout)` sets the stop flag (checked between items), waits for sends in flight, and
 gives claims not yet sent back (pending: the next start sends them, none twice). A process
@@ -26,7 +36,7 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -86,6 +96,8 @@ class Delivery:
         self._lock = threading.Lock()  # the busy set, pacing times and counters
         self._busy: set[int] = set()  # channels with a batch in flight
         self._next_send: dict[int, float] = {}  # channel -> monotonic time it may send
+        # Claimed batches waiting for their channel's time (the delivery thread's own).
+        self._waiting: dict[int, tuple[float, ChannelConfig | str, list[Claimed]]] = {}
         self._in_flight: set[Future[None]] = set()
         self.sent: dict[int, int] = defaultdict(int)  # messages per channel
         self.failed: dict[int, int] = defaultdict(int)  # given up per channel
@@ -149,6 +161,19 @@ class Delivery:
                     self._nudges.get_nowait()
                 except queue.Empty:
                     break
+        self._give_back_waiting()
+
+    def _give_back_waiting(self) -> None:
+        """Stopping: claims waiting for their channel's time were never sent; pending again."""
+        waiting, self._waiting = self._waiting, {}
+        ids = [c.id for _, _, batch in waiting.values() for c in batch]
+        try:
+            if ids:
+                self._write(lambda c: claims.release(c, self.owner, ids))
+        except Exception:
+            log.exception("%d alert claims not given back: resent after the lease", len(ids))
+        with self._lock:
+            self._busy.difference_update(waiting)
 
     def _maybe_tick(self) -> None:
         if time.monotonic() - self._last_tick < self._config.scan_interval_s:
@@ -167,13 +192,13 @@ class Delivery:
     def _round(self) -> tuple[bool, float]:
         """Claim and hand out one round of batches; (claimed any, how long to wait)."""
         self.rounds += 1
+        wait_s = self._hand_out_waiting()
         now = self._clock()
         lease = self._config.lease_s
         with self._database.engine.connect() as connection:
             due = claims.due(connection, now, lease, SCAN_LIMIT)
             soonest = claims.next_due(connection)
             configs = claims.channel_configs(connection, list({row.channel_id for row in due}))
-        wait_s = self._config.scan_interval_s
         if soonest is not None and soonest > now:  # a retry falling due before the next scan
             wait_s = min(wait_s, (soonest - now).total_seconds())
         # Rows due now but skipped (their channel busy or paced) wake the thread when their
@@ -181,6 +206,7 @@ class Delivery:
         picked: dict[int, list[int]] = defaultdict(list)
         parsed: dict[int, ChannelConfig | str] = {}
         mono = time.monotonic()
+        owed = Counter(row.channel_id for row in due)
         for row in due:
             channel = row.channel_id
             if channel not in parsed:
@@ -189,11 +215,15 @@ class Delivery:
                 if channel in self._busy:
                     continue
                 ready_at = self._next_send.get(channel, 0.0)
-            if ready_at > mono:
-                wait_s = min(wait_s, ready_at - mono)
-                continue
             config = parsed[channel]
             limit = config.max_batch if not isinstance(config, str) else 1
+            if ready_at > mono:
+                # Early only for a full batch (a burst): a partial one waits for the time,
+                # so the rows written meanwhile still join it.
+                early = self._early_s(config) if owed[channel] >= limit else 0.0
+                if ready_at - early > mono:
+                    wait_s = min(wait_s, ready_at - early - mono)
+                    continue
             if len(picked[channel]) < max(1, limit):
                 picked[channel].append(row.id)
         ids = [i for batch in picked.values() for i in batch]
@@ -204,8 +234,34 @@ class Delivery:
         for row in got:
             batches[row.channel_id].append(row)
         for channel, batch in batches.items():
+            with self._lock:
+                ready_at = self._next_send.get(channel, 0.0)
+                if ready_at > time.monotonic():  # claimed early: wait here for its time
+                    self._busy.add(channel)
+                    self._waiting[channel] = (ready_at, parsed[channel], batch)
+                    continue
             self._hand_out(channel, parsed[channel], batch)
         return bool(got), wait_s
+
+    def _early_s(self, config: ChannelConfig | str) -> float:
+        """How long before its channel's time a batch may be claimed: up to the whole
+        interval, but at most half the lease (a claim older than that may be taken over)."""
+        if isinstance(config, str):
+            return 0.0
+        return min(config.min_interval_s, self._config.lease_s / 2)
+
+    def _hand_out_waiting(self) -> float:
+        """Hand out the waiting batches whose time has come; how long until the next one's
+        (at most a scan)."""
+        wait_s = self._config.scan_interval_s
+        for channel, (ready_at, config, batch) in list(self._waiting.items()):
+            left = ready_at - time.monotonic()
+            if left > 0:
+                wait_s = min(wait_s, left)
+                continue
+            del self._waiting[channel]
+            self._hand_out(channel, config, batch)
+        return wait_s
 
     def _parse(self, raw: dict[str, Any] | None) -> ChannelConfig | str:
         if raw is None:
@@ -232,12 +288,24 @@ class Delivery:
 
     # --- a pool worker: one batch to one channel --------------------------------------------
     def _deliver(self, channel: int, config: ChannelConfig | str, batch: list[Claimed]) -> None:
+        freed = False  # the channel given back to the round (once: it may be busy again)
         try:
             if self._stopping.is_set():  # claimed, never sent: give it back
                 ids = [c.id for c in batch]
                 self._write(lambda c: claims.release(c, self.owner, ids))
                 return
             done = self.send_batch(config, batch)
+            # Sent: the channel's next batch may be claimed while this one is recorded. Its
+            # time counts from this answer too, not only from the hand-out: a send that
+            # started late must not bring the next message closer than min_interval_s to
+            # the receiver (a strict Slack answers 429).
+            with self._lock:
+                if not isinstance(config, str):
+                    after = time.monotonic() + config.min_interval_s
+                    self._next_send[channel] = max(self._next_send.get(channel, 0.0), after)
+                self._busy.discard(channel)
+                freed = True
+            self.nudge()
             self._write(lambda c: claims.finish(c, self.owner, done))
             with self._lock:
                 for d in done:
@@ -250,8 +318,9 @@ class Delivery:
                 "alert batch for channel %d not recorded: resent after the lease", channel
             )
         finally:
-            with self._lock:
-                self._busy.discard(channel)
+            if not freed:
+                with self._lock:
+                    self._busy.discard(channel)
 
     def send_batch(self, config: ChannelConfig | str, batch: list[Claimed]) -> list[Done]:
         """Send `batch` as one message (no database work); what each row's attempt was."""

@@ -141,8 +141,46 @@ def test_a_burst_to_one_channel_is_batched_and_paced(
     assert [len(r["body"]["messages"]) for r in receiver.requests] == [10, 10, 5]
     assert sorted(receiver.accepted_keys()) == sorted(r.key for r in outbox_rows(store))
     arrivals = [r["at"] for r in receiver.requests]
-    # Paced: never closer than min_interval_s (less the requests' own jitter on loopback).
-    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.25
+    # Paced: never closer than min_interval_s at the receiver, whatever the jitter (the next
+    # message starts min_interval_s after the previous one was answered).
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.3
+
+
+def test_a_paced_channels_next_batch_is_claimed_early_and_sent_only_when_its_time_comes(
+    store: HistoryStore, receiver: Receiver, http: httpx.Client
+) -> None:
+    # Claimed while the pacing runs, so the claim's write (behind every queued result in a
+    # busy writer) overlaps the wait rather than adding to it; held until the channel's time.
+    downs(store, receiver, monitors=20, max_batch=10, min_interval_s=20.0)
+    deliverer = delivery(store.database, store.writer, http, "one").start()
+    try:
+        claimed_early = wait_for(
+            lambda: Counter(r.status for r in outbox_rows(store)) == {"sent": 10, "sending": 10},
+            timeout_s=10.0,  # well inside the 20 s the second batch must wait
+        )
+        assert claimed_early
+        assert len(receiver.requests) == 1
+    finally:
+        deliverer.stop(10)
+    # Stopped before its time: the waiting batch is given back, its claim undone.
+    statuses = Counter((r.status, r.attempts, r.claimed_by) for r in outbox_rows(store))
+    assert statuses == {("sent", 1, None): 10, ("pending", 0, None): 10}
+    assert len(receiver.requests) == 1
+
+
+def test_a_paced_channels_partial_batch_is_claimed_only_when_its_time_comes(
+    store: HistoryStore, receiver: Receiver, http: httpx.Client
+) -> None:
+    # Not a burst: the rows written while the channel waits should join its next message.
+    downs(store, receiver, monitors=15, max_batch=10, min_interval_s=20.0)
+    deliverer = delivery(store.database, store.writer, http, "one").start()
+    try:
+        assert wait_for(lambda: Counter(r.status for r in outbox_rows(store))["sent"] == 10)
+        threading.Event().wait(1.0)  # rounds that must leave the five alone
+        statuses = Counter((r.status, r.attempts) for r in outbox_rows(store))
+        assert statuses == {("sent", 1): 10, ("pending", 0): 5}
+    finally:
+        deliverer.stop(10)
 
 
 @pytest.fixture
