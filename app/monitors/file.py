@@ -14,6 +14,7 @@
     url = "https://example.org/"
 
     [[channels]] and [[alert_rules]]: see app/alerts/filetables.py (checked with the rest).
+    [[status_pages]]: see app/monitors/pages.py (checked with the rest too).
 
 The file is checked as a whole before anything changes: every error names the monitor (its
 index and name) and the field, and a file with any error changes nothing. Errors never echo
@@ -35,6 +36,8 @@ from app.config import Settings
 from app.inputs import InputError, resolve_options
 from app.monitors.definition import Checked, Definition, check
 from app.monitors.errors import MonitorsFileError
+from app.monitors.pages import StatusPage
+from app.monitors.pages import parse as parse_pages
 from app.monitors.slugs import slugify
 from app.schemas.jobs import JobOptions
 from app.schemas.monitors import MAX_THRESHOLD, MonitorCreate
@@ -78,12 +81,13 @@ class AlertTables(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MonitorsFile:
-    """A file that passed every check: its monitors (each with its slug settled) and its
-    check profiles."""
+    """A file that passed every check: its monitors (each with its slug settled), its
+    check profiles and its status pages (by slug)."""
 
     monitors: list[Checked] = field(default_factory=list)
     modules: dict[str, JobOptions] = field(default_factory=dict)
     alerting: Any = None  # AlertTables.check's answer, when the file was read with them
+    status_pages: dict[str, StatusPage] = field(default_factory=dict)
 
 
 def load(path: Path, settings: Settings, alerts: AlertTables | None = None) -> MonitorsFile:
@@ -113,13 +117,16 @@ def parse(
     errors: list[dict[str, Any]],
     alerts: AlertTables | None = None,
 ) -> MonitorsFile:
-    tables = ("defaults", "modules", "monitors") + (("channels", "alert_rules") if alerts else ())
+    tables = ("defaults", "modules", "monitors", "status_pages") + (
+        ("channels", "alert_rules") if alerts else ()
+    )
     for key in data:
         if key not in tables:
             errors.append(_error((key,), None, f"unknown table: expected {', '.join(tables)}"))
     alerting = None
     if alerts is not None:
         alerting = alerts.check(data.get("channels"), data.get("alert_rules"), errors)
+    status_pages = parse_pages(data.get("status_pages"), errors)
     defaults = _defaults(data.get("defaults", {}), errors)
     modules = _modules(data.get("modules", {}), settings, errors)
     entries = data.get("monitors", [])
@@ -145,7 +152,7 @@ def parse(
                 errors.append(_error(("monitors", index, what), definition.name, msg))
             seen.setdefault(value, index)
         monitors.append(checked)
-    return MonitorsFile(monitors, modules, alerting)
+    return MonitorsFile(monitors, modules, alerting, status_pages)
 
 
 def own_channels(definitions: Sequence[Definition]) -> list[tuple[int, str, list[str]]]:

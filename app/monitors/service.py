@@ -26,6 +26,7 @@ from app.monitors.definition import MonitorRecord, check, public, scheduled
 from app.monitors.errors import MonitorNotScheduled, MonitorsFileError, NoMonitorsFile
 from app.monitors.masking import mask_data
 from app.monitors.merge import patch_definition
+from app.monitors.pages import StatusPage
 from app.monitors.repository import (
     WRITE_TIMEOUT_S,
     Change,
@@ -82,6 +83,9 @@ class Monitors:
         self._changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-changes")
         self._reload_asked = threading.Event()
         self.modules: dict[str, JobOptions] = {}  # the file's check profiles, for /probe
+        # The file's status pages by slug, for /status/{slug}: in memory only (the file is
+        # their one source), replaced as a whole by a reload that succeeds.
+        self.status_pages: dict[str, StatusPage] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -246,6 +250,7 @@ class Monitors:
         except SyncRefused as exc:
             raise MonitorsFileError(str(path), exc.errors) from None
         self.modules = loaded.modules
+        self.status_pages = loaded.status_pages
         if schedule:
             self._schedule(outcome)
         return ReloadReport(

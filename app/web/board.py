@@ -36,6 +36,7 @@ class Monitor:
     state: str
     paused: bool
     last_checked_at: datetime | None
+    labels: dict[str, str] | None = None  # for the file's status pages chosen by label
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,9 @@ class BoardReader:
         by group, then name. Its own query: the API's summary also sums 24 h of rollups per
         monitor, which the page does not show."""
         m = monitors.c
-        query = select(m.id, m.slug, m.name, m.group_name, m.state, m.paused, m.last_checked_at)
+        query = select(
+            m.id, m.slug, m.name, m.group_name, m.state, m.paused, m.last_checked_at, m.labels
+        )
         if monitor_id is not None:
             query = query.where(m.id == monitor_id)
         with self._engine.connect() as connection:

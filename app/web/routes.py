@@ -1,16 +1,19 @@
-"""The status page (`/`, `/status/{group}`), its tiles' JSON, its two static files, and badges.
+"""The status page (`/`, `/status/{slug}`), its tiles' JSON, its two static files, and badges.
 
-One page per group: `/status/{slug}` shows the monitors whose group slugifies to `slug`
-(ungrouped monitors under /status/ungrouped). Pages hold PER_PAGE (50) monitors (`?page=N`), so
-1,000 monitors are twenty pages, not one page of megabytes. Plain defs: they read the database,
-off the event loop. Every HTML answer carries the security headers below; the one script is
-a static file, so the policy allows scripts from this origin only.
+`/status/{slug}` is the monitors file's status page of that slug when it defines one
+(`[[status_pages]]`, chosen by group and/or label: app/monitors/pages.py), else the page of
+the group whose name slugifies to `slug` (ungrouped monitors under /status/ungrouped).
+Pages hold PER_PAGE (50) monitors (`?page=N`), so 1,000 monitors are twenty pages, not one
+page of megabytes. Plain defs: they read the database, off the event loop. Every HTML
+answer carries the security headers below; the one script is a static file, so the policy
+allows scripts from this origin only.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Final
@@ -21,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.api.deps import ServicesDep
 from app.monitors.history import WINDOWS, History
+from app.monitors.pages import StatusPage
 from app.web import badges
 from app.web.board import Board, BoardReader, Monitor, group_slug
 from app.web.chart import bar, chart
@@ -99,14 +103,14 @@ def _render(
 ) -> Response:
     reader = BoardReader(services.storage.database, _now())
     everything = reader.summaries()
-    monitors = (
-        everything if group is None else [m for m in everything if group_slug(m.group) == group]
-    )
-    if group is not None and not monitors:
+    defined = services.monitors.status_pages  # one read: a reload replaces the whole dict
+    monitors = _selected(everything, group, defined)
+    if group is not None and group not in defined and not monitors:
         raise HTTPException(404, f"no status page {group!r}")
     board: Board = reader.board(monitors, page, PER_PAGE)
     root = request.scope.get("root_path", "")
     names = {group_slug(m.group): (m.group or "Ungrouped") for m in everything}
+    names.update({slug: p.title for slug, p in defined.items()})
     overall, overall_text = _overall(monitors)
     group_name = names.get(group) if group else None
     tiles = f"{root}/status-tiles.json" + (f"?group={group}" if group else "")
@@ -128,6 +132,18 @@ def _render(
         refresh_s=refresh_s,
     )
     return _compressed(request, html.encode(), "text/html; charset=utf-8", HTML_HEADERS)
+
+
+def _selected(
+    everything: list[Monitor], slug: str | None, defined: Mapping[str, StatusPage]
+) -> list[Monitor]:
+    """The monitors of page `slug`: a defined page's selection, else the group's."""
+    if slug is None:
+        return everything
+    page = defined.get(slug)
+    if page is not None:
+        return [m for m in everything if page.selects(m.group, m.labels)]
+    return [m for m in everything if group_slug(m.group) == slug]
 
 
 def _now() -> datetime:
@@ -171,7 +187,7 @@ def tiles(
 ) -> Response:
     """The states the page's script applies: small (slug, state, last check per monitor)."""
     reader = BoardReader(services.storage.database, _now())
-    monitors = reader.summaries(group)
+    monitors = _selected(reader.summaries(), group, services.monitors.status_pages)
     checked = [m.last_checked_at for m in monitors if m.last_checked_at is not None]
     data = {
         "monitors": [

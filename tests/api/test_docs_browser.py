@@ -1,6 +1,7 @@
 """/docs and /redoc in a real headless Chromium with no way out of this machine: the operations
 must be rendered, every request the page makes must succeed, and the console must show no
-error (a script or style refused by the Content-Security-Policy is one).
+error (a script or style refused by the Content-Security-Policy is one). On a service whose
+API needs keys, the Authorize button takes a key and "Try it out" then gets 200, not 401.
 
 Needs Debian's chromium and chromium-driver (`apt-get install -y chromium chromium-driver`;
 .ci/run installs them) and the dev extra's selenium. Without them the test is skipped, except
@@ -150,3 +151,60 @@ def test_redoc_renders_the_operations_offline(browser: Any, shared: RunningServi
 
     failures = _failures(browser, shared.url)
     assert not failures, "\n".join(failures)
+
+
+STATUS_OPERATION = "operations-status-status_v1_status_get"
+
+
+def _execute_status(browser: Any) -> str:
+    """Open GET /v1/status, "Try it out", Execute: the live response's status code."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, RENDER_TIMEOUT_S)
+    operation = f"#{STATUS_OPERATION}"
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{operation} .opblock-summary")))
+    browser.find_element(By.CSS_SELECTOR, f"{operation} .opblock-summary").click()
+    try_out = (By.CSS_SELECTOR, f"{operation} .try-out__btn")
+    wait.until(ec.element_to_be_clickable(try_out)).click()
+    execute = (By.CSS_SELECTOR, f"{operation} .btn.execute")
+    wait.until(ec.element_to_be_clickable(execute)).click()
+    # The documented responses have .response-col_status cells too: only the live one counts.
+    live = (By.CSS_SELECTOR, f"{operation} .live-responses-table .response .response-col_status")
+    wait.until(lambda d: d.find_element(*live).text.strip() != "")
+    status: str = browser.find_element(*live).text.strip()
+    return status
+
+
+def test_the_authorize_button_sends_the_key_and_try_it_out_gets_200(
+    browser: Any, service_factory: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.auth.support import ADMIN_KEY, locked_service
+
+    svc = locked_service(service_factory, tmp_path)
+    wait = WebDriverWait(browser, RENDER_TIMEOUT_S)
+
+    # Without a key the API answers 401, and the page shows it.
+    _render(browser, f"{svc.url}/docs", ["/v1/status"], "docs-unauthorized.png")
+    assert _execute_status(browser).startswith("401")
+
+    # A fresh page (no key kept), then Authorize with the admin key in the bearer field.
+    _render(browser, f"{svc.url}/docs", ["/v1/status"], "docs-authorize.png")
+    authorize = (By.CSS_SELECTOR, ".auth-wrapper .btn.authorize")
+    wait.until(ec.element_to_be_clickable(authorize)).click()
+    field = wait.until(ec.visibility_of_element_located((By.ID, "auth-bearer-value")))
+    field.send_keys(ADMIN_KEY)
+    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .btn.authorize").click()
+    done = (By.CSS_SELECTOR, ".auth-btn-wrapper .btn-done")
+    wait.until(ec.element_to_be_clickable(done)).click()
+    wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".dialog-ux")))
+    assert "locked" in browser.find_element(*authorize).get_attribute("class").split()
+
+    status = _execute_status(browser)
+    browser.save_screenshot(str(ARTIFACTS / "docs-authorized.png"))
+    assert status.startswith("200"), status

@@ -49,6 +49,8 @@ def test_the_example_file_loads_and_so_do_its_commented_examples(tmp_path: Path)
     assert [c["slug"] for c in loaded.alerting.channels] == ["ops-hook", "ops-slack", "phone"]
     assert [r["name"] for r in loaded.alerting.rules] == ["API outages", "Everything else"]
     assert loaded.monitors[0].definition.alerts == {"on_degraded": True}
+    assert list(loaded.status_pages) == ["site", "public-api"]
+    assert loaded.status_pages["site"].selects("web", {"team": "site"})
     home, api, _local = (c.definition for c in loaded.monitors)
     assert home.interval_s == 60
     assert home.group == "web"
