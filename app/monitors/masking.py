@@ -46,15 +46,6 @@ def _mask_pair(pair: str) -> str:
     return f"{key}={MASK}" if equals else MASK
 
 
-def url_label(url: str) -> str:
-    """The URL without credentials, query or fragment: for metric labels."""
-    parts = _split(url)
-    if parts is None:
-        return MASK
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def mask_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
     return None if headers is None else dict.fromkeys(headers, MASK)
 

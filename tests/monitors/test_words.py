@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.monitors.masking import mask_data, mask_url, scrub, secrets_of, url_label
+from app.monitors.masking import mask_data, mask_url, scrub, secrets_of
 from app.monitors.merge import merge_patch
 from app.monitors.slugs import slug_problem, slugify, unique_slug
 
@@ -51,10 +51,6 @@ def test_a_bad_slug_says_why(slug: str) -> None:
 )
 def test_a_url_shows_no_credentials_or_query_values(url: str, masked: str) -> None:
     assert mask_url(url) == masked
-
-
-def test_a_label_url_has_no_credentials_query_or_fragment() -> None:
-    assert url_label("https://u:p@example.org:8443/a?t=1#f") == "https://example.org:8443/a"
 
 
 def test_secrets_are_scrubbed_from_text_as_written_and_decoded() -> None:
