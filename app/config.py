@@ -167,6 +167,17 @@ class Settings(BaseSettings):
     # `read` scope like the API (when keys are in force).
     status_page_public: bool = True
 
+    # Replicas (app/cluster/): several processes sharing one PostgreSQL, work handed out
+    # through its queue. "all" runs everything in this process; "api" accepts jobs and
+    # serves every read but runs no checks; "worker" runs chunks of jobs, monitors and
+    # alert deliveries. "api" and "worker" imply `cluster`; `cluster` needs PostgreSQL.
+    role: Literal["all", "api", "worker"] = "all"
+    cluster: bool = False
+    # URLs per unit of work a worker takes from the queue (a job of 2,000 URLs is 20 chunks).
+    chunk_size: int = Field(100, ge=1, le=10_000)
+    # A worker silent this long (killed, cut off) is presumed dead: its chunks run elsewhere.
+    cluster_lease_s: float = Field(30.0, ge=2)
+
     # Lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0)
 
@@ -236,6 +247,26 @@ class Settings(BaseSettings):
 
         parse_status_ranges(value)
         return value
+
+    @property
+    def clustered(self) -> bool:
+        """Work goes through the queue shared by replicas (app/cluster/)."""
+        return self.cluster or self.role != "all"
+
+    @model_validator(mode="after")
+    def _cluster_needs_postgres(self) -> Settings:
+        if not self.clustered:
+            return self
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        if not url.split(":", 1)[0].startswith("postgres"):
+            # Replicas share their state through PostgreSQL; an SQLite file is one process's.
+            name = "cluster" if self.role == "all" else "role"
+            raise PydanticCustomError(
+                "settings_needs",
+                "needs a postgresql:// database_url: replicas share their state through it",
+                {"name": name, "value": self.cluster if name == "cluster" else self.role},
+            )
+        return self
 
     @model_validator(mode="after")
     def _defaults_within_ceilings(self) -> Settings:
@@ -384,6 +415,9 @@ def _describe(exc: ValidationError, origins: _Origins) -> str:
             first = origins.named(ctx["default"], ctx["default_value"])
             second = origins.named(ctx["ceiling"], ctx["ceiling_value"])
             lines.append(f"{first} must not exceed {second}")
+            continue
+        if error["type"] == "settings_needs":
+            lines.append(f"{origins.named(ctx['name'], ctx['value'])} {error['msg']}")
             continue
         field = ".".join(str(part) for part in error["loc"][:1]) or "settings"
         where = origins.where(field, error.get("input"))

@@ -14,11 +14,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument("--host", help="listen address (setting: URLHEALTH_HOST)")
     serve.add_argument("--port", type=int, help="listen port (setting: URLHEALTH_PORT)")
     serve.add_argument("--config", type=Path, help="TOML file of settings overrides")
+    serve.add_argument(
+        "--role",
+        choices=["all", "api", "worker"],
+        help="all: everything here (default); api: accept and serve, run no checks; worker: "
+        "run checks, monitors and alerts. api and worker share a PostgreSQL database "
+        "(setting: URLHEALTH_ROLE)",
+    )
     serve.set_defaults(run=run)
     db = commands.add_parser("db", help="manage the database (URLHEALTH_DATABASE_URL)")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply schema migrations")
     db.add_argument("--config", type=Path, help="TOML file of settings overrides")
-    db.set_defaults(host=None, port=None, run=run)
+    db.set_defaults(host=None, port=None, role=None, run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from app.lifecycle.server import Server
     from app.main import create_app
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("role", args.role))
+    overrides = {k: v for k, v in given if v is not None}
     try:
         settings = load_settings(args.config, **overrides)
     except SettingsError as exc:

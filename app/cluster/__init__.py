@@ -1,0 +1,1 @@
+"""Work shared by replicas on PostgreSQL: roles, the task queue, job chunks, wake-ups."""
