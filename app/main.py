@@ -88,6 +88,8 @@ def create_app(
             tasks.append(asyncio.create_task(guard))
         try:
             # Inside the try: a start that fails still releases what was built.
+            if services.replica is not None:
+                await anyio.to_thread.run_sync(services.replica.start)
             await anyio.to_thread.run_sync(services.monitoring.start)
             hangup = _on_sighup(services.monitors.request_reload)
             yield

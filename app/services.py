@@ -15,6 +15,7 @@ from app.alerts.retention import AlertRetention
 from app.alerts.senders import channel_senders
 from app.alerts.service import Alerts
 from app.auth.gate import Auth
+from app.cluster.replica import Replica
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
@@ -46,6 +47,8 @@ class Services:
     monitoring: Monitoring
     alerts: Alerts
     auth: Auth
+    # This process as one of several replicas on PostgreSQL; None when it runs alone.
+    replica: Replica | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -76,6 +79,15 @@ class Services:
             ca_bundle=settings.ca_bundle,
             max_idle_clients=2 * (settings.workers + settings.monitor_workers),
         )
+        replica = None
+        if settings.clustered:
+            replica = Replica.build(
+                storage.database.url,
+                settings.role,
+                settings.cluster_lease_s,
+                concurrency=_chunks_at_once(settings),
+                channels=CHANNELS,
+            )
         stopping = threading.Event()
         retry = RetryPolicy(base_s=settings.retry_backoff_s, max_delay_s=settings.retry_max_delay_s)
         dispatcher = Dispatcher(
@@ -110,8 +122,8 @@ class Services:
             http,
             settings.shutdown_grace_s,
             stopping,
-            # No due monitor should meet a dispatcher that refuses work.
-            first=monitoring.halt,
+            # No due monitor nor queued task should meet a dispatcher that refuses work.
+            first=functools.partial(_halt, monitoring, replica),
         )
         metrics = Metrics(
             storage.database.engine,
@@ -133,6 +145,7 @@ class Services:
             monitoring,
             alerts,
             auth,
+            replica,
         )
 
     @property
@@ -146,12 +159,29 @@ class Services:
     def close(self) -> None:
         """After the drain: release the pool and the connections, then flush what is left
         for the database (every check is final by now) and close it."""
+        if self.replica is not None:  # its running tasks ended with the drain
+            self.replica.close(self.settings.shutdown_grace_s + 5.0)
         self.dispatcher.close()
         # Before the writer stops: sends in flight are recorded, unsent claims given back.
         self.alerts.stop(self.settings.shutdown_grace_s)
         self.http.abort_in_flight()
         self.http.close()
         self.storage.close()
+
+
+# Wake-up channels replicas listen on (app/cluster/wakeups.py).
+CHANNELS = ("urlhealth_jobs", "urlhealth_monitors", "urlhealth_calls")
+
+
+def _chunks_at_once(settings: Settings) -> int:
+    """Enough chunks at once to keep every worker thread busy, and one more in hand."""
+    return max(2, -(-settings.workers // settings.chunk_size) + 1)
+
+
+def _halt(monitoring: Monitoring, replica: Replica | None) -> None:
+    monitoring.halt()
+    if replica is not None:
+        replica.stop_taking()
 
 
 def _alert_counts(alerts: Alerts) -> list[AlertCounts]:

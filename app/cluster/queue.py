@@ -15,6 +15,7 @@ changes its schema needs a revision of ours applying its migration files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -172,7 +173,8 @@ class TaskQueue:
             )
 
             def stop() -> None:
-                loop.call_soon_threadsafe(worker.stop)
+                with contextlib.suppress(RuntimeError):  # the loop closed: stopped already
+                    loop.call_soon_threadsafe(worker.stop)
 
             self._worker_stop = stop
             self._worker_ready.set()
@@ -199,12 +201,16 @@ class TaskQueue:
             except Exception as exc:  # the database away: the next round tries again
                 log.warning("stalled tasks not recovered this round: %s", exc)
 
+    def request_stop(self) -> None:
+        """Take no more tasks; those running go on. Does not wait."""
+        if self._worker_stop is not None:
+            self._worker_stop()
+
     def stop_worker(self, timeout_s: float) -> bool:
         """Take no more tasks; wait for those running (they hand back what they did not
         start) up to `timeout_s`. False if the worker outlived it."""
         if self._thread is None:
             return True
-        if self._worker_stop is not None:
-            self._worker_stop()
+        self.request_stop()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
