@@ -326,7 +326,14 @@ def measure(
         db = pg1.minus(pg0)
         with pg_connect(url) as connection:
             table = TABLE[kind]
-            size = connection.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()
+            # A partitioned table (monitor_results on PostgreSQL, revision 0010) is the sum of
+            # its partitions; pg_partition_tree has no row for a plain table.
+            size = connection.execute(
+                "SELECT coalesce((SELECT sum(pg_total_relation_size(relid))"
+                " FROM pg_partition_tree(%(t)s::regclass)),"
+                " pg_total_relation_size(%(t)s::regclass))",
+                {"t": table},
+            ).fetchone()
             stored = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
             top = connection.execute(TOP_STATEMENTS).fetchall()
         assert size is not None
