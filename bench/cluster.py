@@ -160,6 +160,7 @@ def summarise(name: str, by_topology: dict[str, list[dict[str, Any]]]) -> dict[s
             "wall_s": median(runs, "wall_s"),
             "status_p99_ms": median(runs, "status_p99_ms"),
             "reported_p99_ms": median(runs, "reported_p99_ms"),
+            "cores_busy": median(runs, "cores_busy"),
             "target_cpu_ms_per_check": _nginx_per_check(runs),
             "lag_p50_ms": median(runs, "lag", "lag_p50_ms"),
             "lag_p99_ms": median(runs, "lag", "lag_p99_ms"),
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES))
     parser.add_argument("--reps", type=int, default=None, help="default 3 (S4: 1)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--label", default="", help="added to the result file's name")
     parser.add_argument("--s5-monitors", type=int, default=10_000)
     parser.add_argument("--s5-interval", type=float, default=60.0)
     parser.add_argument("--s5-duration", type=float, default=120.0)
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     suffix = "-cluster-quick" if args.quick else "-cluster"
-    path = RESULTS_DIR / f"{stamp}{suffix}.json"
+    path = RESULTS_DIR / f"{stamp}{suffix}{'-' + args.label if args.label else ''}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     table = markdown(report) + f"\nRaw figures: `results/{path.name}`\n"
     (RESULTS_DIR / f"latest{suffix}.md").write_text(table)

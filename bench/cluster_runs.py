@@ -22,11 +22,11 @@ from typing import Any
 import requests
 from driver import (
     MAX_EXAMPLES,
+    STREAM_CHUNK,
     StatusPoller,
     _check_end,
     _nginx_cpu,
     _parse_stream,
-    _read_stream,
     percentile,
     validate_service,
 )
@@ -56,6 +56,26 @@ class MonitorsCase:
     duration_s: float
     warmup_s: float
     workers: int
+
+
+def read_stream(url: str, deadline: float) -> tuple[list[bytes], list[float]]:
+    """driver._read_stream with a read timeout up to the deadline: a job queued behind
+    others may send nothing for longer than a minute (S4's four jobs on one process)."""
+    chunks: list[bytes] = []
+    stamps: list[float] = []
+    wait = max(5.0, deadline - time.perf_counter())
+    with (
+        requests.Session() as session,
+        session.get(url, stream=True, timeout=(5, wait)) as response,
+    ):
+        if response.status_code != 200:
+            raise RuntimeError(f"GET stream: HTTP {response.status_code}: {response.text[:300]}")
+        for chunk in response.iter_content(chunk_size=STREAM_CHUNK):
+            chunks.append(chunk)
+            stamps.append(time.perf_counter())
+            if stamps[-1] > deadline:
+                raise RuntimeError("stream still open at the run's deadline")
+    return chunks, stamps
 
 
 def per_check(usage: dict[str, Any], checks: int) -> dict[str, Any]:
@@ -116,9 +136,7 @@ def run_jobs(topology: Topology, case: JobsCase, target: NginxTarget) -> dict[st
 
         def read(i: int, job_id: str) -> None:
             try:
-                with requests.Session() as s:
-                    url = f"{api}/v1/jobs/{job_id}/stream"
-                    streams[i] = _read_stream(s, url, start + deadline_s)
+                streams[i] = read_stream(f"{api}/v1/jobs/{job_id}/stream", start + deadline_s)
             except BaseException as exc:  # reported below with the run
                 streams[i] = exc
 
@@ -138,6 +156,7 @@ def run_jobs(topology: Topology, case: JobsCase, target: NginxTarget) -> dict[st
         out["submit_s"] = submit_s
         out["usage"] = usage
         out["per_check"] = per_check(usage, total)
+        out["top_statements"] = topology.top_statements()
         last_times, failures, examples, reported = [], 0, [], []
         for (urls, expected), stream in zip(jobs, streams, strict=True):
             if isinstance(stream, BaseException):
@@ -150,6 +169,9 @@ def run_jobs(topology: Topology, case: JobsCase, target: NginxTarget) -> dict[st
             examples += validation.examples
             last_times.append(last_time if last_time is not None else stream_end)
         out["wall_s"] = max(last_times) - start
+        # How many of the machine's cores the service (every component) and nginx kept busy.
+        spent = sum(v["cpu_s"] for v in usage.values() if "cpu_s" in v)
+        out["cores_busy"] = (spent + out["target_cpu_s"]) / out["wall_s"]
         out["validation"] = {"failures": failures, "examples": examples[:MAX_EXAMPLES]}
         # What the checks reported against the target's true delay: an overloaded checker
         # reports latencies the target never had.
@@ -190,6 +212,7 @@ def run_monitors(topology: Topology, case: MonitorsCase) -> dict[str, Any]:
         }
         out["peak_rss_mb"] = topology.peak_rss_mb()
         out["usage"] = usage
+        out["top_statements"] = topology.top_statements()
         out["status_p50_ms"] = percentile(poller.latencies_ms, 50)
         out["status_p99_ms"] = percentile(poller.latencies_ms, 99)
         out["status_error_count"] = len(poller.errors)

@@ -90,6 +90,21 @@ class BenchPostgres(PostgresServer):
             rows = connection.execute(query).fetchall()
         return {str(p): {"exec_s": float(t), "calls": float(c)} for p, t, c in rows}
 
+    def top_statements(self, database: str, limit: int = 8) -> list[dict[str, Any]]:
+        """The statements PostgreSQL spent most time executing (lock waits included)."""
+        query = """
+            SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, total_exec_time,
+                   mean_exec_time
+            FROM pg_stat_statements WHERE query NOT ILIKE '%%pg_stat_statements%%'
+            ORDER BY total_exec_time DESC LIMIT %s
+        """
+        with psycopg.connect(self.url(database), autocommit=True) as connection:
+            rows = connection.execute(query, (limit,)).fetchall()
+        return [
+            {"query": q[:200], "calls": int(c), "total_ms": float(t), "mean_ms": float(m)}
+            for q, c, t, m in rows
+        ]
+
     def reset_statements(self, database: str) -> None:
         with psycopg.connect(self.url(database), autocommit=True) as connection:
             connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

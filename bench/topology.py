@@ -118,6 +118,11 @@ class Topology:
         if self.pg is not None and self.database is not None and self.pg.stat_statements:
             self.pg.reset_statements(self.database)
 
+    def top_statements(self) -> list[dict[str, Any]] | None:
+        if self.pg is None or self.database is None or not self.pg.stat_statements:
+            return None
+        return self.pg.top_statements(self.database)
+
     def usage(self) -> Reading:
         processes: dict[str, tuple[float, int, int]] = {}
         for name, process in self.components.items():
