@@ -184,6 +184,8 @@ monitors = Table(
 
 # Every monitor result, compact: times in epoch milliseconds, latencies in microseconds,
 # outcome as 0 up / 1 degraded / 2 down; the full result only for failures and changes.
+# On PostgreSQL partitioned by day on at_ms, its primary key (id, at_ms) there: revision
+# 0010, app/db/partitions.py.
 monitor_results = Table(
     "monitor_results",
     metadata,
