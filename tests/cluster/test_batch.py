@@ -61,8 +61,13 @@ def make_job(database: Database, total: int) -> str:
 
 def up(index: int) -> StoredResult:
     return StoredResult.of(
-        CheckResult(url=f"http://127.0.0.1:9/{index}", ok=True, outcome="up", status_code=200,
-                    checked_at=datetime.now(UTC))
+        CheckResult(
+            url=f"http://127.0.0.1:9/{index}",
+            ok=True,
+            outcome="up",
+            status_code=200,
+            checked_at=datetime.now(UTC),
+        )
     )
 
 
@@ -92,29 +97,34 @@ def test_batches_keep_each_index_once_with_dense_seq_and_finish_the_job(
     with database.engine.begin() as connection:
         mark_running(connection, job_id)
         first = write_batch(connection, job_id, [(0, up(0)), (3, down(3))])
-    assert first is not None and first.kept == 2 and first.status is JobStatus.RUNNING
+    assert first is not None
+    assert first.kept == 2
+    assert first.status is JobStatus.RUNNING
     # A chunk run again: 3 is written already, and is not kept twice.
     with database.engine.begin() as connection:
         again = write_batch(connection, job_id, [(3, down(3)), (4, up(4))])
-    assert again is not None and again.kept == 1
+    assert again is not None
+    assert again.kept == 1
     with database.engine.begin() as connection:
         plan = read_chunk(connection, job_id, 0, 6)
-    assert plan is not None and [i for i, _ in plan.urls] == [1, 2, 5]
+    assert plan is not None
+    assert [i for i, _ in plan.urls] == [1, 2, 5]
     with database.engine.begin() as connection:
-        last = write_batch(
-            connection, job_id, [(1, up(1)), (2, cancelled_result("u")), (5, up(5))]
-        )
-    assert last is not None and last.status is JobStatus.DONE
+        last = write_batch(connection, job_id, [(1, up(1)), (2, cancelled_result("u")), (5, up(5))])
+    assert last is not None
+    assert last.status is JobStatus.DONE
     assert [seq for seq, _ in stored_rows(database, job_id)] == list(range(6))
     assert sorted(idx for _, idx in stored_rows(database, job_id)) == list(range(6))
     row = job_row(database, job_id)
     assert (row.status, row.completed, row.up, row.down, row.degraded) == ("done", 6, 4, 1, 0)
     assert row.errors == {"connect": 1, "cancelled": 1}
-    assert row.started_at is not None and row.finished_at is not None
+    assert row.started_at is not None
+    assert row.finished_at is not None
     # A final job takes nothing more.
     with database.engine.begin() as connection:
         late = write_batch(connection, job_id, [(0, up(0))])
-    assert late is not None and late.kept == 0
+    assert late is not None
+    assert late.kept == 0
     with database.engine.begin() as connection:
         assert read_chunk(connection, job_id, 0, 6) is None
 
@@ -126,7 +136,8 @@ def test_a_job_asked_to_cancel_ends_cancelled(database: Database) -> None:
         connection.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
     with database.engine.begin() as connection:
         written = write_batch(connection, job_id, [(1, cancelled_result("u"))])
-    assert written is not None and written.cancel_requested
+    assert written is not None
+    assert written.cancel_requested
     assert written.status is JobStatus.CANCELLED
     row = job_row(database, job_id)
     assert (row.status, row.completed, row.up, row.down) == ("cancelled", 2, 1, 0)
