@@ -199,7 +199,9 @@ def _cluster_jobs(
         replica.register(TaskSpec(CHUNK_TASK, ChunkRunner(storage.database, dispatcher, stopping)))
     store = storage.store
     store.watch = functools.partial(_watch_job, replica)
-    store.cluster_counts = ClusterJobCounts(storage.database).snapshot
+    counts = ClusterJobCounts(storage.database)
+    counts.refresh()  # the first /v1/status answers the database's counts, not zeros
+    store.cluster_counts = counts.snapshot
     return ClusterJobs(
         storage.database, replica.queue, settings.max_queued_checks, settings.chunk_size
     )

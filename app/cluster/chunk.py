@@ -14,10 +14,11 @@ another worker. The database away (PostgreSQL restarted) is waited for, results 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from typing import TypeVar
 
 import httpx
@@ -94,35 +95,45 @@ class ChunkRunner:
             log.info("chunk %s[%d:%d] handed back: %s", job_id, start, stop, exc)
             self._stopping.wait(0.5)
             raise HandBack from None
-        if self._run(job_id, dict(zip(futures, plan.urls, strict=True))):
+        left = self._run(job_id, dict(zip(futures, plan.urls, strict=True)))
+        if left:
+            log.info("chunk %s[%d:%d]: %d checks handed back", job_id, start, stop, left)
             raise HandBack
 
-    def _run(self, job_id: str, checks: dict[Future[CheckResult], tuple[int, str]]) -> bool:
-        """Wait for the checks, writing batches; True if some are left for another worker."""
-        pending: set[Future[CheckResult]] = set(checks)
+    def _run(self, job_id: str, checks: dict[Future[CheckResult], tuple[int, str]]) -> int:
+        """Wait for the checks, writing batches; how many are left for another worker.
+        Each check's end (a result, or a cancel) comes through one queue: one wake-up for
+        every result there is to take, not a wait over every pending future."""
+        ended: queue.SimpleQueue[Future[CheckResult]] = queue.SimpleQueue()
+        for future in checks:
+            future.add_done_callback(ended.put)  # also called by cancel()
+        remaining = len(checks)
+        mine: set[Future[CheckResult]] = set()  # cancelled here: the job's cancel
         batch: list[tuple[int, StoredResult]] = []
         first_at = looked_at = time.monotonic()
-        left = cancelling = False
-        while pending:
-            done, pending = wait(pending, timeout=BATCH_WAIT_S, return_when=FIRST_COMPLETED)
-            if self._stopping.is_set():  # cancelled by the drain: maybe never notified
-                done |= {f for f in pending if f.cancelled()}
-                pending -= done
-            for future in done:
-                index = checks[future][0]
-                if future.cancelled():
-                    left = True  # the drain's: another worker runs it
-                    continue
-                result = future.result()
-                if result.error is not None and result.error.kind is ErrorKind.INTERRUPTED:
-                    left = True  # cut off by this process's shutdown: not the target's fault
-                    continue
-                if not batch:
-                    first_at = time.monotonic()
-                batch.append((index, StoredResult.of(result)))
+        left = 0
+        cancelling = False
+        while remaining:
+            try:
+                taken = [ended.get(timeout=BATCH_WAIT_S)]
+            except queue.Empty:
+                taken = []
+            while len(taken) < BATCH_RESULTS:
+                try:
+                    taken.append(ended.get_nowait())
+                except queue.Empty:
+                    break
+            remaining -= len(taken)
+            if taken and not batch:
+                first_at = time.monotonic()
+            for future in taken:
+                kept = self._kept(future, checks[future], future in mine)
+                if kept is None:
+                    left += 1  # cancelled or cut off by this process's drain: elsewhere
+                else:
+                    batch.append(kept)
             now = time.monotonic()
-            flush = len(batch) >= BATCH_RESULTS or now - first_at >= BATCH_WAIT_S
-            if batch and (flush or not pending):
+            if batch and (len(batch) >= BATCH_RESULTS or now - first_at >= BATCH_WAIT_S):
                 written = self._write(job_id, batch)
                 batch, looked_at = [], now
                 cancel = written is not None and written.cancel_requested
@@ -133,14 +144,26 @@ class ChunkRunner:
                 cancel = False
             if cancel and not cancelling:
                 cancelling = True
-                # Checks not started end here; running ones finish (as single-process does).
-                for future in [f for f in pending if f.cancel()]:
-                    pending.discard(future)
-                    batch.append((checks[future][0], cancelled_result(checks[future][1])))
-                first_at = time.monotonic() - BATCH_WAIT_S  # written at the next turn
+                # Checks not started end `cancelled`; running ones finish, as in one process.
+                mine.update(f for f in checks if not f.done() and f.cancel())
         if batch:
             self._write(job_id, batch)
         return left
+
+    @staticmethod
+    def _kept(
+        future: Future[CheckResult], check: tuple[int, str], cancelled_here: bool
+    ) -> tuple[int, StoredResult] | None:
+        """The result to write for an ended check; None for one this process's shutdown
+        stopped (cancelled by the drain before it started, or cut off by the grace period):
+        another worker runs it."""
+        index, url = check
+        if future.cancelled():
+            return (index, cancelled_result(url)) if cancelled_here else None
+        result = future.result()
+        if result.error is not None and result.error.kind is ErrorKind.INTERRUPTED:
+            return None
+        return index, StoredResult.of(result)
 
     def _write(self, job_id: str, batch: list[tuple[int, StoredResult]]) -> Written | None:
         return self._retrying(lambda c: write_batch(c, job_id, batch), "write")

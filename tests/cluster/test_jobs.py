@@ -1,6 +1,10 @@
 """Batch jobs on a cluster, end to end: real `urlhealth serve --role ...` processes on a
 real PostgreSQL, targets on loopback. Whatever happens to a worker (SIGKILL, SIGTERM) or to
-the database (restarted), every URL of a job appears exactly once in its results."""
+the database (restarted), every URL of a job appears exactly once in its results.
+
+One cluster for the module (two API replicas, two workers, on a server of the module's own,
+as one test restarts it): starting replicas is most of the time here. A test that stops a
+worker starts another in its place, not waited for."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import pytest
 
 from tests.support.cluster import Cluster, cluster
 from tests.support.postgres import PostgresServer, own_server
-from tests.support.process import StreamFollower, wait_until
+from tests.support.process import ServiceProcess, StreamFollower, wait_until
 from tests.support.servers import ThreadedUvicorn
 
 URLS = 2000
@@ -73,6 +77,26 @@ def assert_exactly_once(results: list[dict[str, Any]], job_urls: list[str]) -> N
     assert set(counts) == set(job_urls)
 
 
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of this module's own: one test restarts it under the replicas."""
+    server = own_server(ci=os.environ.get("CI") == "true")
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="module")
+def running(own_postgres: PostgresServer) -> Iterator[Cluster]:
+    database = own_postgres.url(own_postgres.create_database())
+    with cluster(database, ["api", "api", "worker", "worker"], env=ENV) as started:
+        yield started
+
+
+def live_worker(running: Cluster) -> ServiceProcess:
+    """A worker still running (replicas after the two API ones are workers)."""
+    return next(r for r in running.replicas[2:] if r.proc.poll() is None)
+
+
 def completed(api: str, job_id: str) -> int:
     try:
         return int(header(api, job_id)["completed"])
@@ -81,99 +105,89 @@ def completed(api: str, job_id: str) -> int:
 
 
 def test_a_job_submitted_to_one_replica_streams_from_another(
-    pg_url: str, target: ThreadedUvicorn
+    running: Cluster, target: ThreadedUvicorn
 ) -> None:
     job_urls = urls(target, 5)
-    with cluster(pg_url, ["api", "api", "worker", "worker"], env=ENV) as running:
-        first, second = running.replicas[0].url, running.replicas[1].url
-        job_id = submit(first, job_urls)
-        stream = StreamFollower(second, job_id).start()
-        assert stream.wait_finished(90.0), running.logs()[-6000:]
-        assert stream.error is None
-        assert stream.end is not None
-        assert stream.end["job"]["status"] == "done"
-        assert len(stream.results) == URLS
-        assert_exactly_once(stream.results, job_urls)
-        done = header(first, job_id)
-        assert done["completed"] == URLS
-        assert done["summary"]["up"] == URLS
-        assert_exactly_once(all_results(second, job_id), job_urls)
-        status = httpx.get(f"{second}/v1/status", timeout=10.0).json()
-        assert wait_until(
-            lambda: httpx.get(f"{second}/v1/status", timeout=10.0).json()["jobs"]["done"] == 1,
-            10.0,
-        ), status
+    first, second = running.replicas[0].url, running.replicas[1].url
+    job_id = submit(first, job_urls)
+    stream = StreamFollower(second, job_id).start()
+    assert stream.wait_finished(90.0), running.logs()[-6000:]
+    assert stream.error is None
+    assert stream.end is not None
+    assert stream.end["job"]["status"] == "done"
+    assert len(stream.results) == URLS
+    assert_exactly_once(stream.results, job_urls)
+    done = header(first, job_id)
+    assert done["completed"] == URLS
+    assert done["summary"]["up"] == URLS
+    assert_exactly_once(all_results(second, job_id), job_urls)
+
+    def counted() -> bool:  # the cluster's jobs, cached for a second
+        jobs = httpx.get(f"{second}/v1/status", timeout=10.0).json()["jobs"]
+        return bool(jobs["done"] >= 1 and jobs["running"] == 0)
+
+    assert wait_until(counted, 10.0)
+
+
+def test_delete_mid_job_cancels_it_everywhere(running: Cluster, target: ThreadedUvicorn) -> None:
+    job_urls = urls(target, 100)
+    api = running.replicas[0].url
+    job_id = submit(api, job_urls)
+    assert wait_until(lambda: completed(api, job_id) >= 100, 60.0), running.logs()[-4000:]
+    response = httpx.delete(f"{running.replicas[1].url}/v1/jobs/{job_id}", timeout=30.0)
+    assert response.status_code == 200, response.text
+    job = final(api, job_id, 30.0, running)
+    assert job["status"] == "cancelled"
+    results = all_results(api, job_id)
+    assert_exactly_once(results, job_urls)
+    cancelled = [r for r in results if r["error"] and r["error"]["kind"] == "cancelled"]
+    assert cancelled
+    assert len(cancelled) == job["summary"]["cancelled"]
+    assert cancelled[0]["error"]["message"] == "job cancelled before this check started"
 
 
 def test_a_worker_killed_mid_job_leaves_its_chunks_to_the_other(
-    pg_url: str, target: ThreadedUvicorn
+    running: Cluster, target: ThreadedUvicorn
 ) -> None:
     job_urls = urls(target, 50)
-    with cluster(pg_url, ["api", "worker", "worker"], env=ENV) as running:
-        api = running.replicas[0].url
-        job_id = submit(api, job_urls)
-        assert wait_until(lambda: completed(api, job_id) >= 200, 60.0), running.logs()[-4000:]
-        running.replicas[1].proc.send_signal(signal.SIGKILL)
-        job = final(api, job_id, 120.0, running)
-        assert job["status"] == "done"
-        assert job["completed"] == URLS
-        assert_exactly_once(all_results(api, job_id), job_urls)
+    api = running.replicas[0].url
+    job_id = submit(api, job_urls)
+    assert wait_until(lambda: completed(api, job_id) >= 200, 60.0), running.logs()[-4000:]
+    live_worker(running).proc.send_signal(signal.SIGKILL)
+    job = final(api, job_id, 120.0, running)
+    assert job["status"] == "done"
+    assert job["completed"] == URLS
+    assert_exactly_once(all_results(api, job_id), job_urls)
+    running.start("worker", wait=False)
 
 
 def test_a_worker_stopped_mid_job_hands_back_what_it_had_not_run(
-    pg_url: str, target: ThreadedUvicorn
+    running: Cluster, target: ThreadedUvicorn
 ) -> None:
     job_urls = urls(target, 50)
-    with cluster(pg_url, ["api", "worker", "worker"], env=ENV) as running:
-        api = running.replicas[0].url
-        job_id = submit(api, job_urls)
-        assert wait_until(lambda: completed(api, job_id) >= 200, 60.0), running.logs()[-4000:]
-        running.replicas[1].proc.send_signal(signal.SIGTERM)
-        job = final(api, job_id, 90.0, running)
-        assert running.replicas[1].wait_exit(30.0) is not None
-        results = all_results(api, job_id)
-        assert_exactly_once(results, job_urls)
-        assert job["status"] == "done", running.logs()[-4000:]
-        assert job["summary"]["up"] == URLS  # nothing cancelled nor interrupted
-
-
-def test_delete_mid_job_cancels_it_everywhere(pg_url: str, target: ThreadedUvicorn) -> None:
-    job_urls = urls(target, 100)
-    with cluster(pg_url, ["api", "worker", "worker"], env=ENV) as running:
-        api = running.replicas[0].url
-        job_id = submit(api, job_urls)
-        assert wait_until(lambda: completed(api, job_id) >= 100, 60.0), running.logs()[-4000:]
-        response = httpx.delete(f"{api}/v1/jobs/{job_id}", timeout=30.0)
-        assert response.status_code == 200, response.text
-        job = final(api, job_id, 30.0, running)
-        assert job["status"] == "cancelled"
-        results = all_results(api, job_id)
-        assert_exactly_once(results, job_urls)
-        cancelled = [r for r in results if r["error"] and r["error"]["kind"] == "cancelled"]
-        assert cancelled
-        assert len(cancelled) == job["summary"]["cancelled"]
-        assert cancelled[0]["error"]["message"] == "job cancelled before this check started"
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: it is restarted under the replicas."""
-    server = own_server(ci=os.environ.get("CI") == "true")
-    yield server
-    server.remove()
+    api = running.replicas[0].url
+    job_id = submit(api, job_urls)
+    assert wait_until(lambda: completed(api, job_id) >= 200, 60.0), running.logs()[-4000:]
+    stopped = live_worker(running)
+    stopped.proc.send_signal(signal.SIGTERM)
+    job = final(api, job_id, 90.0, running)
+    assert stopped.wait_exit(30.0) == 0, stopped.log()[-4000:]
+    assert_exactly_once(all_results(api, job_id), job_urls)
+    assert job["status"] == "done", running.logs()[-4000:]
+    assert job["summary"]["up"] == URLS  # nothing cancelled nor interrupted
+    running.start("worker", wait=False)
 
 
 def test_a_job_completes_across_a_postgres_restart(
-    own_postgres: PostgresServer, target: ThreadedUvicorn
+    running: Cluster, own_postgres: PostgresServer, target: ThreadedUvicorn
 ) -> None:
     job_urls = urls(target, 50)
-    with cluster(own_postgres.url(), ["api", "worker", "worker"], env=ENV) as running:
-        api = running.replicas[0].url
-        job_id = submit(api, job_urls)
-        assert wait_until(lambda: completed(api, job_id) >= 200, 60.0), running.logs()[-4000:]
-        with own_postgres.stopped():
-            threading.Event().wait(2.0)  # away for a while, then back on the same port
-        job = final(api, job_id, 120.0, running)
-        assert job["status"] == "done"
-        assert job["completed"] == URLS
-        assert_exactly_once(all_results(api, job_id), job_urls)
+    api = running.replicas[0].url
+    job_id = submit(api, job_urls)
+    assert wait_until(lambda: completed(api, job_id) >= 200, 60.0), running.logs()[-4000:]
+    with own_postgres.stopped():
+        threading.Event().wait(2.0)  # away for a while, then back on the same port
+    job = final(api, job_id, 120.0, running)
+    assert job["status"] == "done"
+    assert job["completed"] == URLS
+    assert_exactly_once(all_results(api, job_id), job_urls)
