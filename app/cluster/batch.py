@@ -74,11 +74,17 @@ def write_batch(
     if status.final or not batch:
         return Written(0, job.cancel_requested, status)
     wanted = dict(batch)
+    # A range of the primary key (a chunk's indexes are contiguous): an IN list of 100
+    # parameters was planned as a scan of the job's results, 45 ms a batch at 20,000.
     present = connection.execute(
-        select(results.c.idx).where(results.c.job_id == job_id, results.c.idx.in_(list(wanted)))
+        select(results.c.idx).where(
+            results.c.job_id == job_id,
+            results.c.idx >= min(wanted),
+            results.c.idx <= max(wanted),
+        )
     )
     for (index,) in present:
-        del wanted[index]
+        wanted.pop(index, None)
     if not wanted:
         return Written(0, job.cancel_requested, status)
     counts = {"up": job.up, "degraded": job.degraded, "down": job.down}
