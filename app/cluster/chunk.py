@@ -170,7 +170,9 @@ class ChunkRunner:
 
     def _retrying(self, work: Callable[[Connection], T], what: str) -> T:
         """Run `work` in a transaction, again while the database is away (every transaction
-        here may be repeated: a batch keeps only results not yet kept)."""
+        here may be repeated: a batch keeps only results not yet kept). Away longer than
+        the patience: the chunk is handed back whole (what it did not write runs again),
+        never failed, which would leave its job unfinished for good."""
         deadline = time.monotonic() + _DATABASE_PATIENCE_S
         delay = 0.1
         while True:
@@ -179,7 +181,8 @@ class ChunkRunner:
                     return work(connection)
             except SQLAlchemyError as exc:
                 if time.monotonic() >= deadline:
-                    raise
+                    log.error("chunk handed back: the database is away (%s)", what)
+                    raise HandBack from exc
                 log.warning("chunk could not %s, retrying: %s", what, str(exc).splitlines()[0])
             # Not the stopping event: during a drain, results in hand must still be written.
             self._pause.wait(delay)
