@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.alerts.contract import Senders
@@ -15,7 +16,12 @@ from app.alerts.retention import AlertRetention
 from app.alerts.senders import channel_senders
 from app.alerts.service import Alerts
 from app.auth.gate import Auth
+from app.cluster.chunk import ChunkRunner
+from app.cluster.counts import ClusterJobCounts
+from app.cluster.jobs import CHUNK_TASK, ClusterJobs
+from app.cluster.queue import TaskSpec
 from app.cluster.replica import Replica
+from app.cluster.wakeups import Unsubscribe
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
@@ -49,6 +55,8 @@ class Services:
     auth: Auth
     # This process as one of several replicas on PostgreSQL; None when it runs alone.
     replica: Replica | None = None
+    # Batch jobs through the database and the task queue, when on a cluster.
+    cluster_jobs: ClusterJobs | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -134,6 +142,9 @@ class Services:
             alerts=functools.partial(_alert_counts, alerts),
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
+        cluster_jobs = None
+        if replica is not None:
+            cluster_jobs = _cluster_jobs(settings, storage, replica, dispatcher, stopping)
         return cls(
             settings,
             storage,
@@ -146,6 +157,7 @@ class Services:
             alerts,
             auth,
             replica,
+            cluster_jobs,
         )
 
     @property
@@ -171,6 +183,32 @@ class Services:
 
 # Wake-up channels replicas listen on (app/cluster/wakeups.py).
 CHANNELS = ("urlhealth_jobs", "urlhealth_monitors", "urlhealth_calls")
+
+
+def _cluster_jobs(
+    settings: Settings,
+    storage: Storage,
+    replica: Replica,
+    dispatcher: Dispatcher,
+    stopping: threading.Event,
+) -> ClusterJobs:
+    """Batch jobs on a cluster (app/cluster/jobs.py): chunks run here if this replica runs
+    checks; streams of jobs on disk are woken by the database; status counts are the
+    cluster's."""
+    if replica.runs_checks:
+        replica.register(TaskSpec(CHUNK_TASK, ChunkRunner(storage.database, dispatcher, stopping)))
+    store = storage.store
+    store.watch = functools.partial(_watch_job, replica)
+    counts = ClusterJobCounts(storage.database)
+    counts.refresh()  # the first /v1/status answers the database's counts, not zeros
+    store.cluster_counts = counts.snapshot
+    return ClusterJobs(
+        storage.database, replica.queue, settings.max_queued_checks, settings.chunk_size
+    )
+
+
+def _watch_job(replica: Replica, job_id: str, callback: Callable[[], None]) -> Unsubscribe:
+    return replica.wakeups.subscribe("urlhealth_jobs", job_id, callback)
 
 
 def _chunks_at_once(settings: Settings) -> int:

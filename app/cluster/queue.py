@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ import procrastinate
 from procrastinate import exceptions as procrastinate_errors
 from procrastinate import worker as procrastinate_worker
 from procrastinate.retry import RetryStrategy
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
 log = logging.getLogger("urlhealth.cluster")
@@ -102,6 +104,42 @@ class TaskQueue:
             except procrastinate_errors.ProcrastinateException as exc:
                 raise QueueError(f"tasks could not be cancelled: {exc}") from exc
         return cancelled
+
+    # --- in a transaction of ours: procrastinate's SQL functions and table, here only --------
+    @staticmethod
+    def defer_in(
+        connection: Connection, task: str, arguments: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """`defer`, in the caller's transaction: the tasks exist if and only if it commits
+        (a job and its chunks are kept together or not at all). procrastinate's own
+        function inserts them; its trigger wakes the workers at commit."""
+        if not arguments:
+            return []
+        rows = connection.execute(
+            text(
+                "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY("
+                " SELECT ROW(:queue, :task, 0, NULL, NULL, args, NULL)"
+                "::procrastinate_job_to_defer_v1"
+                " FROM jsonb_array_elements(CAST(:arguments AS jsonb)) AS args))) AS id"
+            ),
+            {"queue": CHECKS_QUEUE, "task": task, "arguments": json.dumps(list(arguments))},
+        )
+        return [int(queue_id) for (queue_id,) in rows]
+
+    @staticmethod
+    def waiting(
+        connection: Connection, task: str, key: str, value: str
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(queue id, kwargs) of the tasks of `task` not started whose kwargs[key] is
+        `value`; to cancel them (`cancel`) and know what they were to do."""
+        rows = connection.execute(
+            text(
+                "SELECT id, args FROM procrastinate_jobs WHERE task_name = :task"
+                " AND status = 'todo' AND args ->> :key = :value ORDER BY id"
+            ),
+            {"task": task, "key": key, "value": value},
+        )
+        return [(int(queue_id), dict(args)) for queue_id, args in rows]
 
     def close(self) -> None:
         if self._opened:
