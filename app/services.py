@@ -15,6 +15,8 @@ from app.alerts.retention import AlertRetention
 from app.alerts.senders import channel_senders
 from app.alerts.service import Alerts
 from app.auth.gate import Auth
+from app.cluster.calls import Calls
+from app.cluster.handlers import handlers
 from app.cluster.replica import Replica
 from app.config import Settings
 from app.engine.checker import Checker
@@ -49,6 +51,8 @@ class Services:
     auth: Auth
     # This process as one of several replicas on PostgreSQL; None when it runs alone.
     replica: Replica | None = None
+    # `/v1/check`, `/probe` and check-now run on a worker when this replica runs no checks.
+    calls: Calls | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -134,6 +138,13 @@ class Services:
             alerts=functools.partial(_alert_counts, alerts),
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
+        calls = None
+        if replica is not None:
+            calls = Calls(storage.database, replica)
+            answers = handlers(settings, dispatcher, prober, monitoring.monitors)
+            for kind, handler in answers.items():
+                calls.handle(kind, handler)
+            replica.register(calls.spec())
         return cls(
             settings,
             storage,
@@ -146,6 +157,7 @@ class Services:
             alerts,
             auth,
             replica,
+            calls,
         )
 
     @property

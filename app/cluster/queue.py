@@ -50,6 +50,8 @@ class TaskSpec:
     # How many times a task that raised HandBack is taken up again: a cluster restarted
     # many times over still finishes its work.
     hand_backs: int = 1000
+    # Taken before queued tasks of a lower priority (a call waited for before job chunks).
+    priority: int = 0
 
 
 def conninfo(url: URL) -> str:
@@ -72,7 +74,9 @@ class TaskQueue:
 
     def register(self, spec: TaskSpec) -> None:
         retry = RetryStrategy(max_attempts=spec.hand_backs, retry_exceptions={HandBack})
-        self.app.task(name=spec.name, queue=CHECKS_QUEUE, retry=retry)(spec.func)
+        self.app.task(name=spec.name, queue=CHECKS_QUEUE, retry=retry, priority=spec.priority)(
+            spec.func
+        )
 
     # --- deferring, from any thread -------------------------------------------------------
     def open(self) -> TaskQueue:
