@@ -10,6 +10,14 @@ from fastapi import HTTPException, Response
 
 from app.cluster.calls import Calls, NoAnswer
 
+# The 503 of a route that may run on a worker, in the API's documentation.
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The service is shutting down, or (on an API-only replica) no worker "
+        "replica answered in time; `detail` says which."
+    }
+}
+
 
 async def on_a_worker(
     calls: Calls, kind: str, arguments: dict[str, Any], wait_s: float

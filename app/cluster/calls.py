@@ -15,6 +15,7 @@ headers): the API replica raises that as its own HTTP error, so it renders as on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -159,6 +160,7 @@ class Calls:
         return self._give_up(call_id, queue_ids, bound)
 
     def _send(self, call_id: str, kind: str, arguments: dict[str, Any]) -> list[int]:
+        """The row first: a worker taking a task whose row is missing takes it as given up."""
         try:
             with self._database.write_engine.begin() as connection:
                 connection.execute(
@@ -170,6 +172,12 @@ class Calls:
             return self._replica.queue.defer(TASK, [task])
         except Exception as exc:
             log.warning("a call could not be handed to the workers: %s", exc)
+            # Failing too, the row goes with the next reply's clean-up.
+            with (
+                contextlib.suppress(Exception),
+                self._database.write_engine.begin() as connection,
+            ):
+                connection.execute(delete(cluster_calls).where(cluster_calls.c.id == call_id))
             raise NoAnswer(f"the call could not be handed to a worker replica: {exc}") from exc
 
     def _take(self, call_id: str) -> Reply | None:

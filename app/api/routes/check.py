@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
-from app.api.elsewhere import on_a_worker
+from app.api.elsewhere import UNAVAILABLE, on_a_worker
 from app.api.validation import prepare_urls, resolve_options
 from app.cluster.handlers import CHECK
 from app.engine import ondemand
@@ -25,10 +25,7 @@ router = APIRouter(prefix="/v1", tags=["check"], route_class=JSONBodyRoute)
     responses={
         422: {"description": "A URL or option is invalid."},
         429: {"description": "Too many checks in progress."},
-        503: {
-            "description": "The service is shutting down, or (API-only replica) no worker "
-            "replica answered in time."
-        },
+        **UNAVAILABLE,
     },
 )
 async def check(body: CheckRequest, services: ServicesDep) -> Any:

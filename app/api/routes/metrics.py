@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
-from app.api.elsewhere import on_a_worker
+from app.api.elsewhere import UNAVAILABLE, on_a_worker
 from app.cluster.handlers import PROBE
 from app.engine import ondemand
 from app.metrics.probe import SCRAPE_TIMEOUT_HEADER, ProbeRefused, render_probe
@@ -49,10 +49,7 @@ async def metrics(
         200: {"description": "blackbox_exporter's probe_* series.", **_TEXT},
         400: {"description": "No or invalid target, or an unknown module (plain text)."},
         429: {"description": "Too many checks in progress."},
-        503: {
-            "description": "The service is shutting down, or (API-only replica) no worker "
-            "replica answered in time."
-        },
+        **UNAVAILABLE,
     },
 )
 async def probe(

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
-from app.api.elsewhere import on_a_worker
+from app.api.elsewhere import UNAVAILABLE, on_a_worker
 from app.api.responses import JSONBytes
 from app.cluster.handlers import MONITOR_CHECK
 from app.db.writer import WriterClosed, WriterFull, WriterGaveUp
@@ -178,7 +178,11 @@ def delete_monitor(ref: Ref, monitors: MonitorsDep) -> Response:
     "/{ref}/check",
     response_model=CheckResult,
     summary="Check a monitor now (secrets masked in the result)",
-    responses={**_NOT_FOUND, 409: {"description": "The monitor is paused (or not scheduled)."}},
+    responses={
+        **_NOT_FOUND,
+        409: {"description": "The monitor is paused (or not scheduled)."},
+        **UNAVAILABLE,
+    },
 )
 async def check_monitor(ref: Ref, services: ServicesDep) -> Any:
     longest = ondemand.longest_monitor_check_s(services.settings)
