@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, insert, select
 
 from app.db.schema import cluster_calls
 from app.db.url import sqlalchemy_url
@@ -172,6 +172,34 @@ def test_check_now_through_the_api_replica_records_the_result(
     assert unknown[0].json() == unknown[1].json()
 
 
+def test_replies_nobody_read_are_deleted_when_a_later_reply_is_written(
+    pair: Cluster, target: ThreadedUvicorn
+) -> None:
+    engine = create_engine(sqlalchemy_url(pair.database_url, Path(".")))
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    try:
+        with engine.begin() as connection:  # an API replica that died waiting
+            connection.execute(
+                insert(cluster_calls).values(
+                    id="f" * 32, kind="check", created_at=long_ago, status=200, body=b"{}"
+                )
+            )
+
+        answer = httpx.post(
+            f"{_api(pair)}/v1/check", json={"urls": [f"{target.url}/status/200"]}, timeout=60.0
+        )
+
+        assert answer.status_code == 200, answer.text
+        assert _calls_left(engine) == 0
+    finally:
+        engine.dispose()
+
+
+def _calls_left(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(cluster_calls)).scalar_one())
+
+
 def test_with_no_worker_the_api_replica_answers_503_with_the_reason(
     pg_url: str, target: ThreadedUvicorn
 ) -> None:
@@ -188,9 +216,8 @@ def test_with_no_worker_the_api_replica_answers_503_with_the_reason(
     assert answer.headers["retry-after"] == "5"
     assert bound_s <= took < bound_s + 15.0
     engine = create_engine(sqlalchemy_url(pg_url, Path(".")))
-    try:
-        with engine.connect() as connection:  # the call it gave up left nothing behind
-            assert connection.execute(select(func.count()).select_from(cluster_calls)).scalar() == 0
+    try:  # the call it gave up left nothing behind
+        assert _calls_left(engine) == 0
     finally:
         engine.dispose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ from app.api.responses import JSONBytes
 from app.cluster.handlers import MONITOR_CHECK
 from app.db.writer import WriterClosed, WriterFull, WriterGaveUp
 from app.engine import ondemand
-from app.inputs import InputError
+from app.inputs import InputError, resolve_options
 from app.monitors.errors import (
     MonitorConflict,
     MonitorNotFound,
@@ -187,6 +188,11 @@ def delete_monitor(ref: Ref, monitors: MonitorsDep) -> Response:
 async def check_monitor(ref: Ref, services: ServicesDep) -> Any:
     longest = ondemand.longest_monitor_check_s(services.settings)
     if services.calls is not None and services.calls.elsewhere:  # an API-only replica
+        with _answers():  # its own bound, not the longest any monitor may take
+            monitor = await anyio.to_thread.run_sync(services.monitors.get, ref)
+        with contextlib.suppress(InputError):  # a limit lowered since: the longest then
+            options, _public = resolve_options(monitor.options, services.settings)
+            longest = ondemand.longest_s(options, services.settings) + ondemand.MONITOR_MARGIN_S
         return await on_a_worker(services.calls, MONITOR_CHECK, {"ref": ref}, longest)
     with _answers():
         future = await anyio.to_thread.run_sync(services.monitors.check_now, ref)
