@@ -32,6 +32,11 @@ from sqlalchemy.engine import URL
 log = logging.getLogger("urlhealth.cluster")
 
 CHECKS_QUEUE = "checks"
+# How often an idle worker looks for tasks without being woken. procrastinate 3.10's worker
+# clears its wake-up flag after a fetch that found nothing: a task deferred while that fetch
+# ran (its snapshot taken before the commit) waits for this look, not for the wake-up. 5 s by
+# default; a call waited for by a client (app/cluster/calls.py) cannot wait that long.
+_FETCH_POLL_S = 1.0
 
 
 class QueueError(RuntimeError):
@@ -173,6 +178,7 @@ class TaskQueue:
                 stalled_worker_timeout=lease_s,
                 shutdown_graceful_timeout=graceful_timeout_s,
                 listen_notify=True,
+                fetch_job_polling_interval=_FETCH_POLL_S,
                 delete_jobs="successful",
             )
 
