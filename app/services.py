@@ -16,8 +16,10 @@ from app.alerts.retention import AlertRetention
 from app.alerts.senders import channel_senders
 from app.alerts.service import Alerts
 from app.auth.gate import Auth
+from app.cluster.calls import Calls
 from app.cluster.chunk import ChunkRunner
 from app.cluster.counts import ClusterJobCounts
+from app.cluster.handlers import handlers
 from app.cluster.jobs import CHUNK_TASK, ClusterJobs
 from app.cluster.queue import TaskSpec
 from app.cluster.replica import Replica
@@ -57,6 +59,8 @@ class Services:
     replica: Replica | None = None
     # Batch jobs through the database and the task queue, when on a cluster.
     cluster_jobs: ClusterJobs | None = None
+    # `/v1/check`, `/probe` and check-now run on a worker when this replica runs no checks.
+    calls: Calls | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -145,6 +149,13 @@ class Services:
         cluster_jobs = None
         if replica is not None:
             cluster_jobs = _cluster_jobs(settings, storage, replica, dispatcher, stopping)
+        calls = None
+        if replica is not None:
+            calls = Calls(storage.database, replica)
+            answers = handlers(settings, dispatcher, prober, monitoring.monitors)
+            for kind, handler in answers.items():
+                calls.handle(kind, handler)
+            replica.register(calls.spec())
         return cls(
             settings,
             storage,
@@ -158,6 +169,7 @@ class Services:
             auth,
             replica,
             cluster_jobs,
+            calls,
         )
 
     @property

@@ -34,6 +34,11 @@ from sqlalchemy.engine import URL
 log = logging.getLogger("urlhealth.cluster")
 
 CHECKS_QUEUE = "checks"
+# How often an idle worker looks for tasks without being woken. procrastinate 3.10's worker
+# clears its wake-up flag after a fetch that found nothing: a task deferred while that fetch
+# ran (its snapshot taken before the commit) waits for this look, not for the wake-up. 5 s by
+# default; a call waited for by a client (app/cluster/calls.py) cannot wait that long.
+_FETCH_POLL_S = 1.0
 
 
 class QueueError(RuntimeError):
@@ -52,6 +57,8 @@ class TaskSpec:
     # How many times a task that raised HandBack is taken up again: a cluster restarted
     # many times over still finishes its work.
     hand_backs: int = 1000
+    # Taken before queued tasks of a lower priority (a call waited for before job chunks).
+    priority: int = 0
 
 
 def conninfo(url: URL) -> str:
@@ -74,7 +81,9 @@ class TaskQueue:
 
     def register(self, spec: TaskSpec) -> None:
         retry = RetryStrategy(max_attempts=spec.hand_backs, retry_exceptions={HandBack})
-        self.app.task(name=spec.name, queue=CHECKS_QUEUE, retry=retry)(spec.func)
+        self.app.task(name=spec.name, queue=CHECKS_QUEUE, retry=retry, priority=spec.priority)(
+            spec.func
+        )
 
     # --- deferring, from any thread -------------------------------------------------------
     def open(self) -> TaskQueue:
@@ -207,6 +216,7 @@ class TaskQueue:
                 stalled_worker_timeout=lease_s,
                 shutdown_graceful_timeout=graceful_timeout_s,
                 listen_notify=True,
+                fetch_job_polling_interval=_FETCH_POLL_S,
                 delete_jobs="successful",
             )
 

@@ -162,8 +162,10 @@ class Monitors:
 
         self._in_turn(change)
 
-    def check_now(self, ref: str) -> Future[dict[str, Any]]:
-        """Run one check now; its result, secrets masked. MonitorNotScheduled if paused."""
+    def check_now(self, ref: str, load: bool = False) -> Future[dict[str, Any]]:
+        """Run one check now; its result, secrets masked. MonitorNotScheduled if paused.
+        `load`: a monitor this process has not scheduled yet (created through another
+        replica) is put on its schedule first."""
         record = self._repository.get(ref)
         if record.paused:
             raise MonitorNotScheduled(f"monitor {record.slug!r} is paused: unpause it to check it")
@@ -179,6 +181,8 @@ class Monitors:
                 dumped = future.result().model_dump(mode="json")
                 masked.set_result(mask_data(dumped, secrets))
 
+        if load:
+            self._in_turn(lambda: self._put(record, record.next_due_at))
         try:
             running = self._scheduler.run_now(record.id)
         except KeyError:  # refused by the settings at start: logged then

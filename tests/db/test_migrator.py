@@ -26,6 +26,7 @@ TABLES = (
     }
     | {"channels", "alert_rules", "alert_outbox", "alert_attempts", "maintenance_windows"}
     | {"api_keys"}
+    | {"cluster_calls"}
 )
 # The task queue replicas share (revision 0006): PostgreSQL only.
 QUEUE_TABLES = {

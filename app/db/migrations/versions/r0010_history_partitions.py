@@ -2,7 +2,7 @@
 drops a day instead of deleting its rows. SQLite keeps the plain table.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-02
 
 The rows there are copied into the new table inside the migration's transaction; the primary
@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0006"  # re-chained at merge
+down_revision: str | None = "0008"
 branch_labels: str | None = None
 depends_on: str | None = None
 
