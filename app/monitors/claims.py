@@ -52,6 +52,10 @@ RETURNING m.id
 """
 
 
+class ClaimsUnavailable(RuntimeError):
+    """The database could not be asked (logged here, once per outage)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Due:
     """A due check to claim: the monitor, its following due time (epoch s), its interval."""
@@ -72,30 +76,42 @@ def claim_statement(due: Sequence[Due]) -> dict[str, Any]:
 
 
 class DueClaims:
-    """`claim(due) -> ids won`; raises psycopg.Error when the database cannot be asked (the
-    scheduler then runs none of them: never twice beats always)."""
+    """`claim(due) -> ids won`; raises ClaimsUnavailable when the database cannot be asked
+    (the scheduler then runs none of them: never twice beats always)."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._lock = threading.Lock()  # one caller at a time (the scheduler's thread)
         self._connection: psycopg.Connection[Any] | None = None
+        self._failing = 0  # claims failed in a row
 
     def __call__(self, due: Sequence[Due]) -> set[int]:
         if not due:
             return set()
         params = claim_statement(due)
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    return self._claim(params)
-                except psycopg.errors.DeadlockDetected:
-                    if attempt == 2:
-                        raise
-                except psycopg.Error:
-                    self._drop()
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+            try:
+                won = self._claim_twice(params)
+            except psycopg.Error as exc:
+                self._drop()
+                self._failing += 1
+                if self._failing == 1:  # a tick's warning each would flood an outage's log
+                    log.warning("monitor checks not claimed (none run) until this passes: %s", exc)
+                raise ClaimsUnavailable(str(exc)) from None
+            if self._failing:
+                log.info("monitor checks claimed again after %d failed claims", self._failing)
+                self._failing = 0
+            return won
+
+    def _claim_twice(self, params: dict[str, Any]) -> set[int]:
+        """A deadlock (with another replica's writes) or a lost connection: once more."""
+        try:
+            return self._claim(params)
+        except psycopg.errors.DeadlockDetected:
+            return self._claim(params)
+        except psycopg.Error:
+            self._drop()
+            return self._claim(params)
 
     def _claim(self, params: dict[str, Any]) -> set[int]:
         connection = self._connect()

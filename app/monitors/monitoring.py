@@ -73,13 +73,14 @@ class Monitoring:
         def record(monitor: Scheduled, started_at: datetime, result: CheckResult) -> None:
             recorder.record(monitor.id, monitor.generation, started_at, result)
 
-        if replica is None:
-            scheduler = MonitorScheduler(run, record, _due_saver(writer))
-            repository = MonitorRepository(database, writer)
-        else:  # the claims write next_due_at
-            claims = DueClaims(conninfo(database.url)) if replica.runs_checks else None
-            scheduler = MonitorScheduler(run, record, _no_save, claim=claims)
-            repository = MonitorRepository(database, writer, on_change=_announce)
+        claims = None
+        if replica is not None and replica.runs_checks:  # they keep next_due_at then
+            claims = DueClaims(conninfo(database.url))
+        # Replicas: only the claims write next_due_at (an API replica's puts must not).
+        saver = _due_saver(writer) if replica is None else _no_save
+        scheduler = MonitorScheduler(run, record, saver, claim=claims)
+        announce = None if replica is None else _announce
+        repository = MonitorRepository(database, writer, on_change=announce)
         monitors = Monitors(
             settings,
             repository,
@@ -145,10 +146,6 @@ def _announce(connection: Connection, monitor_id: int | None) -> None:
     notify(connection, CHANNEL, "" if monitor_id is None else str(monitor_id))
 
 
-def _no_save(monitor_id: int, due: datetime) -> None:
-    """Replicas: the claims keep next_due_at (app/monitors/claims.py)."""
-
-
 def _due_saver(writer: Writer) -> Callable[[int, datetime], None]:
     """The next due time goes to the monitor's row, so a restart keeps the schedule. A
     cache of the grid (app/monitors/timing.py): when the writer cannot take it, the next
@@ -163,3 +160,7 @@ def _due_saver(writer: Writer) -> Callable[[int, datetime], None]:
             writer.put(write)
 
     return save
+
+
+def _no_save(monitor_id: int, due: datetime) -> None:
+    """Replicas: next_due_at is the claims' (app/monitors/claims.py)."""

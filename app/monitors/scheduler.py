@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.monitors.claims import Due
+from app.monitors.claims import ClaimsUnavailable, Due
 from app.monitors.dueheap import DueHeap
 from app.monitors.futures import relay, settle
 from app.monitors.scheduled import Scheduled as Scheduled  # defined with the definitions
@@ -176,9 +176,8 @@ class MonitorScheduler:
                 saves = [
                     (e.monitor.id, f) for e, _, f in popped if self._due.get(e.monitor.id) == f
                 ]
-            if self._claim_due is None:
-                for monitor_id, due in saves:
-                    self._save(monitor_id, due)
+            for monitor_id, due in saves:
+                self._save(monitor_id, due)
             for monitor_id in skipped:
                 self._notify_skip(monitor_id)
             wait = _MAX_SLEEP_S if earliest is None else earliest[0] - self._clock()
@@ -208,7 +207,8 @@ class MonitorScheduler:
         try:
             won = self._claim_due(due)
         except Exception as exc:  # the database away: run none rather than risk twice
-            log.warning("claiming %d due monitor checks failed: %s", len(due), exc)
+            if not isinstance(exc, ClaimsUnavailable):  # that one is logged by the claims
+                log.exception("claiming %d due monitor checks failed", len(due))
             self._count_error()
             return []
         return [p for p in popped if p[0].monitor.id in won]
@@ -297,6 +297,8 @@ class MonitorScheduler:
 
     # --- helpers ----------------------------------------------------------------------------
     def _save(self, monitor_id: int, due: float) -> None:
+        if self._claim_due is not None:  # the claims keep next_due_at
+            return
         try:
             self._save_due(monitor_id, _datetime(due))
         except Exception:

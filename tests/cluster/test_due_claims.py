@@ -15,8 +15,9 @@ from app.db.engine import Database, open_database
 from app.db.migrator import upgrade
 from app.db.schema import monitors
 from app.db.url import sqlalchemy_url
-from app.monitors.claims import Due, DueClaims
+from app.monitors.claims import ClaimsUnavailable, Due, DueClaims
 from tests.support.monitor_rows import monitor_row
+from tests.support.servers import refused_port
 
 INTERVAL = 2.0
 T = 1_800_000_000.0  # a grid time, epoch seconds
@@ -121,3 +122,10 @@ def test_a_lost_connection_is_opened_again(database: Database) -> None:
         assert claim(due(range(1, 2), T + INTERVAL)) == {1}
     finally:
         claim.close()
+
+
+def test_a_database_out_of_reach_is_said_and_wins_nothing() -> None:
+    claim = DueClaims(f"postgresql://postgres@127.0.0.1:{refused_port()}/postgres")
+    with pytest.raises(ClaimsUnavailable):
+        claim(due(range(1, 2), T))
+    claim.close()
