@@ -8,6 +8,7 @@ its monitors to the other, which checks every one of them within about an interv
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -23,7 +24,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from tests.alerts.receivers import Receiver
-from tests.support.cluster import Cluster, cluster
+from tests.support.cluster import Cluster
 from tests.support.process import wait_until
 from tests.support.servers import ThreadedUvicorn
 
@@ -31,6 +32,7 @@ MONITORS = 50
 INTERVAL_S = 2.0
 OBSERVED_S = 30.0
 WAIT_S = 60.0
+START_S = 90.0
 
 
 class Target:
@@ -105,12 +107,25 @@ def lag_figures(running: Cluster) -> list[dict[str, Any]]:
     return figures
 
 
+@contextlib.contextmanager
+def replicas(pg_url: str, roles: list[str], env: dict[str, str]) -> Iterator[Cluster]:
+    """The harness's cluster(), waiting longer for readiness: on a 2-core machine other
+    work shares, three processes importing at once took 20-40 s to be ready (measured)."""
+    running = Cluster(pg_url, env=env)
+    try:
+        for replica in [running.start(role, wait=False) for role in roles]:
+            replica.wait_ready(timeout_s=START_S)
+        yield running
+    finally:
+        running.stop()
+
+
 def test_monitors_run_once_per_interval_alert_once_and_survive_a_killed_worker(
     pg_url: str, target: Target, hooks: Receiver
 ) -> None:
     env = {"URLHEALTH_MONITOR_MIN_INTERVAL_S": "1", "URLHEALTH_ALERT_SCAN_INTERVAL_S": "1"}
     with (
-        cluster(pg_url, ["api", "worker", "worker"], env=env) as running,
+        replicas(pg_url, ["api", "worker", "worker"], env) as running,
         httpx.Client(base_url=running.replicas[0].url, timeout=30) as api,
     ):
         channel = created(
