@@ -17,6 +17,7 @@ from app.db.migrator import upgrade
 from app.db.schema import incidents, monitors
 from app.db.url import sqlalchemy_url
 from app.monitors.recorder import Transition, write_check
+from app.schemas.monitoring import Outcome
 from tests.support.monitors import T0, add_monitor, check
 
 REPLICAS = 3
@@ -51,7 +52,7 @@ def test_replicas_recording_one_monitor_at_once_decide_each_change_once(
         try:
             for n in range(rounds):
                 barrier.wait(timeout=30)
-                outcome = "down" if n % 2 == 0 else "up"
+                outcome: Outcome = "down" if n % 2 == 0 else "up"
                 at = T0 + timedelta(seconds=10 * n, milliseconds=index)
                 with databases[index].write_engine.begin() as connection:
                     write_check(connection, monitor_id, 1, at, check(outcome, at=at), hook)
