@@ -119,7 +119,9 @@ class Services:
             alert_senders or channel_senders(http, policy, names),
             storage.instance.id,
             DeliveryConfig.from_settings(settings),
-        ).start()
+        )
+        if replica is None or replica.runs_checks:  # an API replica leaves sending to them
+            alerts.start()
         monitoring = Monitoring.build(
             settings,
             storage.database,
@@ -128,6 +130,7 @@ class Services:
             alerts.hook,
             alerts.file_tables,
             alerts.in_maintenance_now,
+            replica,
         )
         coordinator = ShutdownCoordinator(
             dispatcher,

@@ -104,6 +104,22 @@ class Monitors:
     def stop(self) -> None:
         self._changes.shutdown(wait=True, cancel_futures=True)
 
+    # --- changes made on other replicas (app/monitors/follow.py) -------------------------
+    def later(self, work: Callable[[], None]) -> bool:
+        """Queue `work` on the change thread, in turn; False once stopping."""
+        try:
+            self._changes.submit(work)
+        except RuntimeError:
+            return False
+        return True
+
+    def schedule_stored(self, monitor_id: int, record: MonitorRecord | None) -> None:
+        """On the change thread: the schedule takes the monitor as stored (None: gone)."""
+        if record is None or record.paused:
+            self._scheduler.remove(monitor_id)
+        else:
+            self._put(record, record.next_due_at)
+
     # --- reads ---------------------------------------------------------------------------
     def get(self, ref: str) -> MonitorPublic:
         record = self._repository.get(ref)
@@ -250,7 +266,8 @@ class Monitors:
         own = monitors_file.own_channels(definitions)
         also = None if tables is None else tables.write(loaded.alerting, own)
         try:
-            outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock(), also))
+            write = sync_file(definitions, self._clock(), also, self._repository.announce)
+            outcome: SyncOutcome = self._repository.run(write)
         except SyncRefused as exc:
             raise MonitorsFileError(str(path), exc.errors) from None
         self.modules = loaded.modules
