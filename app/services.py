@@ -107,7 +107,7 @@ class Services:
             Checker(http, retry, stopping),
             workers=settings.workers,
             max_queued=settings.max_queued_checks,
-            max_per_host=settings.max_connections_per_host,
+            max_per_host=settings.max_connections_per_host_per_replica,
             min_host_interval_s=settings.min_host_interval_s,
             monitor_workers=settings.monitor_workers,
             monitor_slots_per_host=settings.monitor_slots_per_host,
