@@ -76,6 +76,8 @@ class TaskQueue:
         self._thread: threading.Thread | None = None
         self._worker_stop: Callable[[], None] | None = None
         self._worker_ready = threading.Event()
+        self._stop_requested = threading.Event()
+        self.worker_failure: str | None = None  # why the worker is restarting, if it is
         for spec in tasks:
             self.register(spec)
 
@@ -178,6 +180,23 @@ class TaskQueue:
     def _run_worker(
         self, concurrency: int, lease_s: float, name: str, graceful_timeout_s: float | None
     ) -> None:
+        """Run the worker until asked to stop; started again after an error (its own bug,
+        or one of procrastinate's), waits doubling up to a minute, so that a replica never
+        goes on serving while silently taking no task. Readiness says so meanwhile."""
+        delay = 1.0
+        while not self._stop_requested.is_set():
+            error = self._run_once(concurrency, lease_s, name, graceful_timeout_s)
+            if error is None:
+                break
+            self.worker_failure = f"the queue worker stopped on an error ({error}); restarting"
+            if self._stop_requested.wait(delay):
+                break
+            delay = min(60.0, delay * 2)
+        self._worker_ready.set()
+
+    def _run_once(
+        self, concurrency: int, lease_s: float, name: str, graceful_timeout_s: float | None
+    ) -> str | None:
         loop = asyncio.new_event_loop()
         # asgiref runs sync tasks on the loop's default executor: sized for them, or it
         # would run min(32, cores + 4) at once whatever the concurrency.
@@ -189,8 +208,10 @@ class TaskQueue:
             loop.run_until_complete(
                 self._worker(concurrency, lease_s, name, graceful_timeout_s, loop)
             )
-        except Exception:
+            return None
+        except Exception as exc:
             log.exception("the queue worker stopped on an error")
+            return f"{type(exc).__name__}: {exc}"
         finally:
             self._worker_ready.set()
             loop.run_until_complete(loop.shutdown_default_executor())
@@ -225,7 +246,10 @@ class TaskQueue:
                     loop.call_soon_threadsafe(worker.stop)
 
             self._worker_stop = stop
+            self.worker_failure = None
             self._worker_ready.set()
+            if self._stop_requested.is_set():  # asked before the worker existed
+                stop()
             recovery = asyncio.create_task(self._recover_stalled(lease_s), name="recovery")
             try:
                 await worker.run()  # type: ignore[no-untyped-call]
@@ -251,6 +275,7 @@ class TaskQueue:
 
     def request_stop(self) -> None:
         """Take no more tasks; those running go on. Does not wait."""
+        self._stop_requested.set()
         if self._worker_stop is not None:
             self._worker_stop()
 
