@@ -18,21 +18,12 @@ from app.cluster.queue import TaskQueue
 from app.db.engine import open_database
 from app.db.migrator import upgrade
 from app.db.url import sqlalchemy_url
-from app.schemas.jobs import CheckOptionsPublic
 from app.schemas.results import CheckResult
 from app.store.base import StoredResult
+from tests.support.jobs import stored_options
 from tests.support.postgres import start_postgres
 
-OPTIONS = CheckOptionsPublic(
-    method="GET",
-    timeout_s=5.0,
-    follow_redirects=True,
-    max_redirects=5,
-    expected_status="200-399",
-    headers={},
-    verify_tls=True,
-    max_body_bytes=1024,
-)
+OPTIONS = stored_options()
 
 
 def main() -> None:

@@ -4,43 +4,28 @@ status as single-process mode gives it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
 from app.cluster.batch import mark_running, read_chunk, write_batch
 from app.cluster.jobs import cancelled_result
-from app.db.engine import Database, open_database
-from app.db.migrator import upgrade
+from app.db.engine import Database
 from app.db.schema import jobs, results
-from app.db.url import sqlalchemy_url
 from app.engine.checker import unfinished_result
-from app.schemas.jobs import CheckOptionsPublic, JobStatus
+from app.schemas.jobs import JobStatus
 from app.schemas.results import CheckResult, ErrorKind
 from app.store import rows
 from app.store.base import StoredResult
+from tests.support.jobs import stored_options
 
-OPTIONS = CheckOptionsPublic(
-    method="GET",
-    timeout_s=5.0,
-    follow_redirects=True,
-    max_redirects=5,
-    expected_status="200-399",
-    headers={},
-    verify_tls=True,
-    max_body_bytes=1024,
-)
+OPTIONS = stored_options()
 
 
 @pytest.fixture
-def database(pg_url: str, tmp_path: Path) -> Iterator[Database]:
-    opened = open_database(sqlalchemy_url(pg_url, tmp_path))
-    upgrade(opened)
-    yield opened
-    opened.close()
+def database(migrated: Database) -> Database:
+    return migrated
 
 
 def make_job(database: Database, total: int) -> str:

@@ -4,9 +4,7 @@ only while its caller waits, and its reply (or error) is what the caller reads."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,20 +12,15 @@ from sqlalchemy import insert, select
 
 from app.cluster.calls import Calls, Refused, Reply
 from app.cluster.replica import Replica
-from app.db.engine import Database, open_database
-from app.db.migrator import upgrade
+from app.db.engine import Database
 from app.db.schema import cluster_calls
-from app.db.url import sqlalchemy_url
 
 CALL = "c" * 32
 
 
 @pytest.fixture
-def database(pg_url: str, tmp_path: Path) -> Iterator[Database]:
-    opened = open_database(sqlalchemy_url(pg_url, tmp_path))
-    upgrade(opened)
-    yield opened
-    opened.close()
+def database(migrated: Database) -> Database:
+    return migrated
 
 
 @pytest.fixture

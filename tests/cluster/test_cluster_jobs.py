@@ -6,39 +6,25 @@ crash recovery leaves a cluster's jobs to the queue."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from app.cluster.jobs import CHUNK_TASK, ClusterJobs
 from app.cluster.queue import TaskQueue
-from app.db.engine import Database, open_database
-from app.db.migrator import upgrade
+from app.db.engine import Database
 from app.db.schema import results
-from app.db.url import sqlalchemy_url
 from app.engine.ledger import Overloaded
-from app.schemas.jobs import CheckOptionsPublic, JobStatus
+from app.schemas.jobs import JobStatus
 from app.store.recovery import orphaned_jobs
+from tests.support.jobs import stored_options
 
-OPTIONS = CheckOptionsPublic(
-    method="GET",
-    timeout_s=5.0,
-    follow_redirects=True,
-    max_redirects=5,
-    expected_status="200-399",
-    headers={},
-    verify_tls=True,
-    max_body_bytes=1024,
-)
+OPTIONS = stored_options()
 
 
 @pytest.fixture
-def database(pg_url: str, tmp_path: Path) -> Iterator[Database]:
-    opened = open_database(sqlalchemy_url(pg_url, tmp_path))
-    upgrade(opened)
-    yield opened
-    opened.close()
+def database(migrated: Database) -> Database:
+    return migrated
 
 
 @pytest.fixture
