@@ -29,6 +29,7 @@ from app.cluster.batch import Written, cancel_requested, mark_running, read_chun
 from app.cluster.jobs import cancelled_result
 from app.cluster.queue import HandBack
 from app.db.engine import Database
+from app.engine.checker import unfinished_result
 from app.engine.dispatcher import Dispatcher, DispatchError
 from app.engine.options import CheckOptions, parse_status_ranges
 from app.schemas.jobs import CheckOptionsPublic
@@ -77,6 +78,28 @@ class ChunkRunner:
         self._pause = threading.Event()  # never set: the wait between database retries
 
     def __call__(self, job_id: str, start: int, stop: int) -> None:
+        try:
+            self._chunk(job_id, start, stop)
+        except HandBack:
+            raise
+        except Exception as exc:  # a bug, or a job row it cannot read: end it, not strand it
+            log.exception("chunk %s[%d:%d] failed", job_id, start, stop)
+            self._fail(job_id, start, stop, f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, job_id: str, start: int, stop: int, why: str) -> None:
+        """Record the chunk's URLs still without a result as `internal` errors, so its job
+        ends (a failed task left the job `running` for good); raises if even that fails."""
+        plan = self._retrying(lambda c: read_chunk(c, job_id, start, stop), "read")
+        if plan is None or not plan.urls:
+            return
+        message = f"the check could not be run: {why}"
+        batch = [
+            (index, StoredResult.of(unfinished_result(url, ErrorKind.INTERNAL, message)))
+            for index, url in plan.urls
+        ]
+        self._write(job_id, batch)
+
+    def _chunk(self, job_id: str, start: int, stop: int) -> None:
         plan = self._retrying(lambda c: read_chunk(c, job_id, start, stop), "read")
         if plan is None or not plan.urls:
             return
