@@ -23,6 +23,7 @@ from app.cluster.handlers import handlers
 from app.cluster.jobs import CHUNK_TASK, ClusterJobs
 from app.cluster.queue import TaskSpec
 from app.cluster.replica import Replica
+from app.cluster.retention import QueueRetention
 from app.cluster.wakeups import Unsubscribe
 from app.config import Settings
 from app.engine.checker import Checker
@@ -75,7 +76,8 @@ class Services:
         database: raises DatabaseError, naming the masked URL, if it cannot."""
         history = HistoryRetention(settings.history_raw_days, settings.history_rollup_days)
         outbox = AlertRetention(settings.alert_retention_days)
-        storage = Storage.open(settings, retention_tasks=(history, outbox))
+        queue = QueueRetention(settings.db_retention_days)  # ended tasks, on PostgreSQL
+        storage = Storage.open(settings, retention_tasks=(history, outbox, queue))
         store = storage.store
         try:  # keys first: a data_dir the admin key cannot be written to stops start here
             auth = Auth.build(settings, storage.database, storage.writer)

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import procrastinate
@@ -136,6 +137,26 @@ class TaskQueue:
             {"queue": CHECKS_QUEUE, "task": task, "arguments": json.dumps(list(arguments))},
         )
         return [int(queue_id) for (queue_id,) in rows]
+
+    @staticmethod
+    def prune_finished(connection: Connection, before: datetime, limit: int) -> int:
+        """Delete up to `limit` tasks that ended (done, failed, cancelled) with no event since
+        `before`, and their events; how many. Done tasks are deleted as they finish; the others
+        stay for a while to be looked at, then go. Nothing on SQLite (no queue there)."""
+        if connection.dialect.name != "postgresql":
+            return 0
+        deleted = connection.execute(
+            text(
+                "DELETE FROM procrastinate_jobs WHERE id IN ("
+                " SELECT j.id FROM procrastinate_jobs j"
+                " WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"
+                " AND NOT EXISTS (SELECT 1 FROM procrastinate_events e"
+                "  WHERE e.job_id = j.id AND e.at >= :before)"
+                " LIMIT :limit)"
+            ),
+            {"before": before, "limit": limit},
+        )
+        return max(0, deleted.rowcount)
 
     @staticmethod
     def waiting(
