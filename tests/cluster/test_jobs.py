@@ -172,7 +172,8 @@ def test_a_worker_stopped_mid_job_hands_back_what_it_had_not_run(
     stopped.proc.send_signal(signal.SIGTERM)
     job = final(api, job_id, 90.0, running)
     assert stopped.wait_exit(30.0) == 0, stopped.log()[-4000:]
-    assert "checks handed back" in stopped.log()  # its drain cancelled some: run elsewhere
+    # Its drain cancelled some checks, or refused a chunk it had just taken: run elsewhere.
+    assert "handed back" in stopped.log(), stopped.log()[-4000:]
     assert_exactly_once(all_results(api, job_id), job_urls)
     assert job["status"] == "done", running.logs()[-4000:]
     assert job["summary"]["up"] == URLS  # nothing cancelled nor interrupted
