@@ -25,6 +25,10 @@ from pydantic_settings import (
 
 ENV_PREFIX = "URLHEALTH_"
 
+# Former names of settings, still accepted in the environment, a config file or as arguments:
+# former -> current. Giving both names is an error (which one was meant?).
+ALIASES: dict[str, str] = {"max_connections_per_host": "max_connections_per_host_per_replica"}
+
 log = logging.getLogger("urlhealth.config")
 
 # Comma-separated in the environment ("127.0.0.0/8,::1/128"), a list in TOML.
@@ -80,7 +84,9 @@ class Settings(BaseSettings):
     allowed_networks: NetworkList = ()
     denied_networks: NetworkList = ()
     allowed_ports: Annotated[tuple[int, ...], NoDecode] = ()
-    max_connections_per_host: int = Field(8, ge=1)
+    # Checks of one host at once, in this process: N replicas that run checks allow N times
+    # as many (the former name, max_connections_per_host, is still accepted: ALIASES).
+    max_connections_per_host_per_replica: int = Field(8, ge=1)
     min_host_interval_s: float = Field(0.0, ge=0)
     ca_bundle: Path | None = None
 
@@ -248,6 +254,28 @@ class Settings(BaseSettings):
         parse_status_ranges(value)
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _former_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for former, current in ALIASES.items():
+            if former not in data:
+                continue
+            if current in data:
+                raise PydanticCustomError(
+                    "settings_alias",
+                    "the same setting under two names; give only the second",
+                    {
+                        "former": former,
+                        "former_value": data[former],
+                        "current": current,
+                        "current_value": data[current],
+                    },
+                )
+            data = {k: v for k, v in data.items() if k != former} | {current: data[former]}
+        return data
+
     @property
     def clustered(self) -> bool:
         """Work goes through the queue shared by replicas (app/cluster/)."""
@@ -301,7 +329,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        former = _FormerNamesInEnvironment(settings_cls)
+        return (init_settings, env_settings, former, TomlConfigSettingsSource(settings_cls))
+
+
+class _FormerNamesInEnvironment(PydanticBaseSettingsSource):
+    """URLHEALTH_<FORMER NAME> variables (ALIASES), which the environment source, reading only
+    the fields' own names, does not see."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {name.upper(): value for name, value in os.environ.items()}
+        return {
+            former: environ[_variable(former)] for former in ALIASES if _variable(former) in environ
+        }
 
 
 class _ConfigLocation(BaseSettings):
@@ -338,7 +381,8 @@ def _variable(name: str) -> str:
 def unknown_variables(environ: Mapping[str, str]) -> Iterator[str]:
     """A warning for each URLHEALTH_* variable that names no setting (a typo would otherwise
     be ignored in silence), with the closest setting's variable."""
-    known = {_variable(name) for name in Settings.model_fields} | {_variable("config_file")}
+    names = [*Settings.model_fields, *ALIASES, "config_file"]
+    known = {_variable(name) for name in names}
     for name in sorted(environ):
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper in known:
@@ -367,8 +411,19 @@ class _Origins:
             except (OSError, ValueError):
                 self.file = {}
 
+    def given_as(self, name: str) -> str:
+        """The name a setting was given under: its own, or a former one (ALIASES)."""
+        for former, current in ALIASES.items():
+            if current == name and not self._given(name) and self._given(former):
+                return former
+        return name
+
+    def _given(self, name: str) -> bool:
+        return name in self.overrides or _variable(name) in self.environ or name in self.file
+
     def where(self, name: str, value: Any) -> str:
         """`name = value` and its origin, for a message about one setting."""
+        name = self.given_as(name)
         if name in self.overrides:
             return f"{name} = {_shown(value, name)} given as an argument"
         if _variable(name) in self.environ:
@@ -381,6 +436,7 @@ class _Origins:
 
     def named(self, name: str, value: Any) -> str:
         """`name = value (origin)`, for a message about two settings."""
+        name = self.given_as(name)
         if name in self.overrides:
             origin = "given as an argument"
         elif _variable(name) in self.environ:
@@ -415,6 +471,11 @@ def _describe(exc: ValidationError, origins: _Origins) -> str:
             first = origins.named(ctx["default"], ctx["default_value"])
             second = origins.named(ctx["ceiling"], ctx["ceiling_value"])
             lines.append(f"{first} must not exceed {second}")
+            continue
+        if error["type"] == "settings_alias":
+            first = origins.named(ctx["former"], ctx["former_value"])
+            second = origins.named(ctx["current"], ctx["current_value"])
+            lines.append(f"{first} and {second}: {error['msg']}")
             continue
         if error["type"] == "settings_needs":
             lines.append(f"{origins.named(ctx['name'], ctx['value'])} {error['msg']}")

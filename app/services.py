@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.alerts.contract import Senders
@@ -15,7 +16,15 @@ from app.alerts.retention import AlertRetention
 from app.alerts.senders import channel_senders
 from app.alerts.service import Alerts
 from app.auth.gate import Auth
+from app.cluster.calls import Calls
+from app.cluster.chunk import ChunkRunner
+from app.cluster.counts import ClusterJobCounts
+from app.cluster.handlers import handlers
+from app.cluster.jobs import CHUNK_TASK, ClusterJobs
+from app.cluster.queue import TaskSpec
 from app.cluster.replica import Replica
+from app.cluster.retention import QueueRetention
+from app.cluster.wakeups import Unsubscribe
 from app.config import Settings
 from app.engine.checker import Checker
 from app.engine.dispatcher import Dispatcher
@@ -49,6 +58,10 @@ class Services:
     auth: Auth
     # This process as one of several replicas on PostgreSQL; None when it runs alone.
     replica: Replica | None = None
+    # Batch jobs through the database and the task queue, when on a cluster.
+    cluster_jobs: ClusterJobs | None = None
+    # `/v1/check`, `/probe` and check-now run on a worker when this replica runs no checks.
+    calls: Calls | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -63,7 +76,8 @@ class Services:
         database: raises DatabaseError, naming the masked URL, if it cannot."""
         history = HistoryRetention(settings.history_raw_days, settings.history_rollup_days)
         outbox = AlertRetention(settings.alert_retention_days)
-        storage = Storage.open(settings, retention_tasks=(history, outbox))
+        queue = QueueRetention(settings.db_retention_days)  # ended tasks, on PostgreSQL
+        storage = Storage.open(settings, retention_tasks=(history, outbox, queue))
         store = storage.store
         try:  # keys first: a data_dir the admin key cannot be written to stops start here
             auth = Auth.build(settings, storage.database, storage.writer)
@@ -95,7 +109,7 @@ class Services:
             Checker(http, retry, stopping),
             workers=settings.workers,
             max_queued=settings.max_queued_checks,
-            max_per_host=settings.max_connections_per_host,
+            max_per_host=settings.max_connections_per_host_per_replica,
             min_host_interval_s=settings.min_host_interval_s,
             monitor_workers=settings.monitor_workers,
             monitor_slots_per_host=settings.monitor_slots_per_host,
@@ -107,7 +121,9 @@ class Services:
             alert_senders or channel_senders(http, policy, names),
             storage.instance.id,
             DeliveryConfig.from_settings(settings),
-        ).start()
+        )
+        if replica is None or replica.runs_checks:  # an API replica leaves sending to them
+            alerts.start()
         monitoring = Monitoring.build(
             settings,
             storage.database,
@@ -116,6 +132,7 @@ class Services:
             alerts.hook,
             alerts.file_tables,
             alerts.in_maintenance_now,
+            replica,
         )
         coordinator = ShutdownCoordinator(
             dispatcher,
@@ -134,6 +151,16 @@ class Services:
             alerts=functools.partial(_alert_counts, alerts),
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
+        cluster_jobs = None
+        if replica is not None:
+            cluster_jobs = _cluster_jobs(settings, storage, replica, dispatcher, stopping)
+        calls = None
+        if replica is not None:
+            calls = Calls(storage.database, replica)
+            answers = handlers(settings, dispatcher, prober, monitoring.monitors)
+            for kind, handler in answers.items():
+                calls.handle(kind, handler)
+            replica.register(calls.spec())
         return cls(
             settings,
             storage,
@@ -146,6 +173,8 @@ class Services:
             alerts,
             auth,
             replica,
+            cluster_jobs,
+            calls,
         )
 
     @property
@@ -171,6 +200,32 @@ class Services:
 
 # Wake-up channels replicas listen on (app/cluster/wakeups.py).
 CHANNELS = ("urlhealth_jobs", "urlhealth_monitors", "urlhealth_calls")
+
+
+def _cluster_jobs(
+    settings: Settings,
+    storage: Storage,
+    replica: Replica,
+    dispatcher: Dispatcher,
+    stopping: threading.Event,
+) -> ClusterJobs:
+    """Batch jobs on a cluster (app/cluster/jobs.py): chunks run here if this replica runs
+    checks; streams of jobs on disk are woken by the database; status counts are the
+    cluster's."""
+    if replica.runs_checks:
+        replica.register(TaskSpec(CHUNK_TASK, ChunkRunner(storage.database, dispatcher, stopping)))
+    store = storage.store
+    store.watch = functools.partial(_watch_job, replica)
+    counts = ClusterJobCounts(storage.database)
+    counts.refresh()  # the first /v1/status answers the database's counts, not zeros
+    store.cluster_counts = counts.snapshot
+    return ClusterJobs(
+        storage.database, replica.queue, settings.max_queued_checks, settings.chunk_size
+    )
+
+
+def _watch_job(replica: Replica, job_id: str, callback: Callable[[], None]) -> Unsubscribe:
+    return replica.wakeups.subscribe("urlhealth_jobs", job_id, callback)
 
 
 def _chunks_at_once(settings: Settings) -> int:

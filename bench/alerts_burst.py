@@ -370,7 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             write_monitors_file(monitors_file, target, args)
             service = ServiceProcess(
                 workers=args.workers,
-                max_connections_per_host=args.workers,
+                max_connections_per_host_per_replica=args.workers,
                 ready_timeout_s=180.0,
                 stop_timeout_s=60.0,
                 extra_env={

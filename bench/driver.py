@@ -278,7 +278,7 @@ def run_service(scenario: Scenario, target: NginxTarget, store: str = "sqlite") 
     body = json.dumps({"urls": urls, "options": {"timeout_s": 10}}).encode()
     out: dict[str, Any] = {"ok": False, "store": store}
     service = ServiceProcess(
-        workers=scenario.workers, max_connections_per_host=scenario.workers, store=store
+        workers=scenario.workers, max_connections_per_host_per_replica=scenario.workers, store=store
     )
     poller: StatusPoller | None = None
     try:
@@ -439,7 +439,7 @@ def run_load(scenario: Scenario, target: NginxTarget, store: str = "sqlite") -> 
     out: dict[str, Any] = {"ok": False, "store": store}
     service = ServiceProcess(
         workers=scenario.workers,
-        max_connections_per_host=scenario.workers,
+        max_connections_per_host_per_replica=scenario.workers,
         store=store,
         # Finished jobs are what the page readers read: the default retention, not the 10 of
         # the single-job scenarios.

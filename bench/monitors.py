@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_monitors_file(monitors_file, target, args.monitors, args.interval)
         service = ServiceProcess(
             workers=args.workers,
-            max_connections_per_host=args.workers,
+            max_connections_per_host_per_replica=args.workers,
             ready_timeout_s=120.0,
             stop_timeout_s=60.0,
             extra_env={

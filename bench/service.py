@@ -92,7 +92,7 @@ class ServiceProcess:
     """Context manager: ``urlhealth serve`` on a free port with the scenario's settings."""
 
     workers: int
-    max_connections_per_host: int
+    max_connections_per_host_per_replica: int
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 30.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -180,7 +180,9 @@ class ServiceProcess:
                 # 200,000 URLs of ~70 bytes: the default 4 MiB body limit holds ~55,000.
                 "URLHEALTH_MAX_REQUEST_BYTES": str(32 * 2**20),
                 "URLHEALTH_ALLOWED_NETWORKS": "127.0.0.0/8",
-                "URLHEALTH_MAX_CONNECTIONS_PER_HOST": str(self.max_connections_per_host),
+                "URLHEALTH_MAX_CONNECTIONS_PER_HOST_PER_REPLICA": str(
+                    self.max_connections_per_host_per_replica
+                ),
                 "URLHEALTH_RETENTION_MAX_JOBS": "10",
                 "URLHEALTH_LOG_LEVEL": "warning",
                 # Always explicit: never the ./data of wherever the bench runs.

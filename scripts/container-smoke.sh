@@ -14,7 +14,9 @@
 #     host's network and pid namespace: the server listens on the host's 127.0.0.1.
 # Checks: CMD / HEALTHCHECK / STOPSIGNAL / USER in the image; the process runs as non-root; the
 # HEALTHCHECK command fails with no server and passes with one; /healthz answers 200; a job that
-# checks a loopback target ends `done` with one ok result; SIGTERM stops the server in time.
+# checks a loopback target ends `done` with one ok result; SIGTERM stops the server in time;
+# then, on a PostgreSQL of its own, the image as an API replica and a worker replica
+# (compose.yaml's roles) take the same job and stop on SIGTERM.
 # Every wait is bounded; everything started here is cleaned up on exit. Exit 0 only if all pass.
 # Environment overrides: BASE_IMAGE, IMAGE, SHARED_DIR, READY_TIMEOUT_S, JOB_TIMEOUT_S,
 # STOP_TIMEOUT_S, KEEP_IMAGE=0 (remove the image afterwards; default 1: keep it),
@@ -49,6 +51,29 @@ work=$(mktemp -d /tmp/urlhealth-smoke.XXXXXX)
 container=""
 server_pid=""
 target_pid=""
+replica_pids=()  # step 10: `buildah run` of the replicas on PostgreSQL
+pg_bin=""
+pg_started=0
+
+# SIGTERM to each replica's urlhealth process (they drain), then kill what is left; returns 1
+# if any had to be killed.
+stop_replicas() {
+  local p pid clean=0
+  for pid in "${replica_pids[@]}"; do
+    for p in $(app_pids "$pid"); do kill -TERM "$p" 2>/dev/null; done
+  done
+  for pid in "${replica_pids[@]}"; do
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      clean=1
+      for p in $(app_pids "$pid"); do kill -KILL "$p" 2>/dev/null; done
+      kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+  done
+  replica_pids=()
+  return "$clean"
+}
 
 cleanup() {
   local rc=$?
@@ -67,6 +92,10 @@ cleanup() {
       kill -KILL "$server_pid" 2>/dev/null
     fi
     wait "$server_pid" 2>/dev/null
+  fi
+  stop_replicas
+  if [ "$pg_started" = 1 ]; then
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg/data" -m immediate -w stop >/dev/null 2>&1
   fi
   if [ -n "$container" ]; then
     buildah "${store[@]}" rm "$container" >/dev/null 2>&1
@@ -395,6 +424,79 @@ grep -qiE 'traceback' "$work/server.log" && {
   show_server_log
   fail "the server log has a traceback"
 }
+
+# 10. The image as replicas on PostgreSQL (compose.yaml's roles): `serve --role api` and
+#     `serve --role worker` on one database, then the same job through the API replica.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -n | tail -n 1 || true)
+if [ -z "$pg_bin" ] || ! id postgres >/dev/null 2>&1; then
+  if [ "${CI:-}" = true ]; then
+    fail "no PostgreSQL server binaries (or no postgres user): cannot run the replicas"
+  else
+    echo "SKIP: replicas on PostgreSQL (apt-get install postgresql to run them)"
+  fi
+else
+  info "replicas on PostgreSQL: one API, one worker"
+  chmod 711 "$work" # the postgres user must reach $work/pg
+  mkdir -p "$work/pg"
+  chown postgres: "$work/pg"
+  pg_port=$(free_port)
+  runuser -u postgres -- "$pg_bin/initdb" -D "$work/pg/data" -U postgres -A trust --no-sync \
+    >"$work/pg/initdb.log" 2>&1 || die "initdb failed: $(tail -n 5 "$work/pg/initdb.log")"
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w \
+    -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off" \
+    start >/dev/null 2>&1 || die "PostgreSQL did not start: $(tail -n 5 "$work/pg/log")"
+  pg_started=1
+  pg_url="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+  api_port=""
+  for role in api worker; do
+    rport=$(free_port)
+    [ -n "$api_port" ] || api_port=$rport
+    buildah "${store[@]}" run --isolation chroot --network host \
+      --env "URLHEALTH_PORT=$rport" --env URLHEALTH_HOST=127.0.0.1 \
+      --env "URLHEALTH_ALLOWED_NETWORKS=127.0.0.0/8,::1/128" \
+      --env "URLHEALTH_DATABASE_URL=$pg_url" "$container" -- \
+      urlhealth serve --role "$role" >"$work/$role.log" 2>&1 &
+    rpid=$!
+    replica_pids+=("$rpid")
+    t0=$(now)
+    until [ "$(http GET "http://127.0.0.1:$rport/readyz")" = 200 ]; do
+      if [ $(($(now) - t0)) -ge "$ready_timeout_s" ] || ! kill -0 "$rpid" 2>/dev/null; then
+        tail -n 40 "$work/$role.log" | sed 's/^/    /'
+        die "the $role replica did not become ready on PostgreSQL"
+      fi
+      sleep 0.5
+    done
+    pass "--role $role on PostgreSQL: /readyz -> 200 after $(($(now) - t0)) s"
+  done
+  code=$(http POST "http://127.0.0.1:$api_port/v1/jobs" "{\"urls\": [\"$target_url\"]}")
+  [ "$code" = 202 ] || die "POST /v1/jobs to the API replica -> $code: $(head -c 300 "$work/body")"
+  job_id=$(json_get 'd["id"]' <"$work/body")
+  t0=$(now)
+  status=""
+  while [ $(($(now) - t0)) -lt "$job_timeout_s" ]; do
+    if [ "$(http GET "http://127.0.0.1:$api_port/v1/jobs/$job_id")" = 200 ]; then
+      status=$(json_get 'd["status"]' <"$work/body")
+      case "$status" in queued | running) ;; *) break ;; esac
+    fi
+    sleep 0.3
+  done
+  if [ "$status" = done ] && [ "$(json_get '[r["ok"] for r in d["results"]]' <"$work/body")" = '[true]' ]; then
+    pass "a job through the API replica is done, one ok result"
+  else
+    fail "job $job_id through the API replica: status '$status': $(head -c 500 "$work/body")"
+  fi
+  if stop_replicas; then
+    pass "both replicas stopped on SIGTERM"
+  else
+    fail "a replica had to be killed after SIGTERM"
+  fi
+  for role in api worker; do
+    if grep -qiE 'traceback' "$work/$role.log"; then
+      tail -n 40 "$work/$role.log" | sed 's/^/    /'
+      fail "the $role replica's log has a traceback"
+    fi
+  done
+fi
 
 echo "---- build ${build_s} s, total $(($(now) - t_start)) s"
 if [ "$failures" -gt 0 ]; then

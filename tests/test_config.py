@@ -357,3 +357,79 @@ def test_cli_warns_about_a_misspelt_variable_before_starting() -> None:
     assert done.returncode == 2, done.stderr
     assert "URLHEALTH_WORKES" in done.stderr
     assert "URLHEALTH_WORKERS" in done.stderr
+
+
+# --- former names (config.ALIASES) -------------------------------------------------------
+
+
+def test_former_name_in_the_environment_sets_the_per_replica_setting(
+    monkeypatch: pytest.MonkeyPatch, config_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("URLHEALTH_MAX_CONNECTIONS_PER_HOST", "3")
+
+    settings = load_settings()
+
+    assert settings.max_connections_per_host_per_replica == 3
+    assert [r.getMessage() for r in config_log.records] == []  # a known variable: no warning
+
+
+def test_former_name_in_a_config_file_sets_the_per_replica_setting(tmp_path: Path) -> None:
+    config = write_toml(tmp_path / "c.toml", "max_connections_per_host = 4\n")
+
+    assert load_settings(config).max_connections_per_host_per_replica == 4
+
+
+def test_former_name_as_an_argument_sets_the_per_replica_setting() -> None:
+    settings = load_settings(max_connections_per_host=5)
+
+    assert settings.max_connections_per_host_per_replica == 5
+
+
+def test_the_new_name_works_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("URLHEALTH_MAX_CONNECTIONS_PER_HOST_PER_REPLICA", "6")
+
+    assert load_settings().max_connections_per_host_per_replica == 6
+
+
+def test_both_names_given_is_an_error_naming_both_and_where_they_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_toml(tmp_path / "c.toml", "max_connections_per_host_per_replica = 4\n")
+    monkeypatch.setenv("URLHEALTH_MAX_CONNECTIONS_PER_HOST", "3")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config)
+
+    message = str(caught.value)
+    assert 'max_connections_per_host = "3" (URLHEALTH_MAX_CONNECTIONS_PER_HOST' in message
+    assert f"max_connections_per_host_per_replica = 4 (in config file {config})" in message
+    assert "give only the second" in message
+
+
+def test_both_names_in_the_environment_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("URLHEALTH_MAX_CONNECTIONS_PER_HOST", "3")
+    monkeypatch.setenv("URLHEALTH_MAX_CONNECTIONS_PER_HOST_PER_REPLICA", "3")
+
+    with pytest.raises(SettingsError, match="URLHEALTH_MAX_CONNECTIONS_PER_HOST_PER_REPLICA"):
+        load_settings()
+
+
+def test_a_bad_value_under_the_former_name_is_reported_under_that_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("URLHEALTH_MAX_CONNECTIONS_PER_HOST", "0")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    message = str(caught.value)
+    assert "URLHEALTH_MAX_CONNECTIONS_PER_HOST='0' in the environment" in message, message
+    assert "greater than or equal to 1" in message
+
+
+def test_cli_serve_names_a_bad_former_variable_and_does_not_call_it_unknown() -> None:
+    done = _serve(URLHEALTH_MAX_CONNECTIONS_PER_HOST="0")
+
+    assert done.returncode == 2, done.stderr
+    assert "URLHEALTH_MAX_CONNECTIONS_PER_HOST='0' in the environment" in done.stderr
+    assert "is not a setting" not in done.stderr

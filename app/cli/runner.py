@@ -47,10 +47,11 @@ class CheckRun:
         )
         retry = RetryPolicy(base_s=settings.retry_backoff_s, max_delay_s=settings.retry_max_delay_s)
         self._checker = Checker(self._http, retry, self._stopping)
-        # As polite as the service: at most max_connections_per_host checks of one host at
-        # once. Made up front, one per host, so no lock is needed while checks run.
+        # As polite as one replica of the service: at most max_connections_per_host_per_replica
+        # checks of one host at once. Made up front, one per host, so no lock is needed while
+        # checks run.
         self._per_host = {
-            _host(parsed): threading.BoundedSemaphore(settings.max_connections_per_host)
+            _host(parsed): threading.BoundedSemaphore(settings.max_connections_per_host_per_replica)
             for parsed in plan.parsed
         }
 

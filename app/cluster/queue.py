@@ -16,22 +16,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as procrastinate_errors
 from procrastinate import worker as procrastinate_worker
 from procrastinate.retry import RetryStrategy
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
 log = logging.getLogger("urlhealth.cluster")
 
 CHECKS_QUEUE = "checks"
+# How often an idle worker looks for tasks without being woken. procrastinate 3.10's worker
+# clears its wake-up flag after a fetch that found nothing: a task deferred while that fetch
+# ran (its snapshot taken before the commit) waits for this look, not for the wake-up. 5 s by
+# default; a call waited for by a client (app/cluster/calls.py) cannot wait that long.
+_FETCH_POLL_S = 1.0
 
 
 class QueueError(RuntimeError):
@@ -50,6 +58,8 @@ class TaskSpec:
     # How many times a task that raised HandBack is taken up again: a cluster restarted
     # many times over still finishes its work.
     hand_backs: int = 1000
+    # Taken before queued tasks of a lower priority (a call waited for before job chunks).
+    priority: int = 0
 
 
 def conninfo(url: URL) -> str:
@@ -67,12 +77,16 @@ class TaskQueue:
         self._thread: threading.Thread | None = None
         self._worker_stop: Callable[[], None] | None = None
         self._worker_ready = threading.Event()
+        self._stop_requested = threading.Event()
+        self.worker_failure: str | None = None  # why the worker is restarting, if it is
         for spec in tasks:
             self.register(spec)
 
     def register(self, spec: TaskSpec) -> None:
         retry = RetryStrategy(max_attempts=spec.hand_backs, retry_exceptions={HandBack})
-        self.app.task(name=spec.name, queue=CHECKS_QUEUE, retry=retry)(spec.func)
+        self.app.task(name=spec.name, queue=CHECKS_QUEUE, retry=retry, priority=spec.priority)(
+            spec.func
+        )
 
     # --- deferring, from any thread -------------------------------------------------------
     def open(self) -> TaskQueue:
@@ -103,6 +117,62 @@ class TaskQueue:
                 raise QueueError(f"tasks could not be cancelled: {exc}") from exc
         return cancelled
 
+    # --- in a transaction of ours: procrastinate's SQL functions and table, here only --------
+    @staticmethod
+    def defer_in(
+        connection: Connection, task: str, arguments: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """`defer`, in the caller's transaction: the tasks exist if and only if it commits
+        (a job and its chunks are kept together or not at all). procrastinate's own
+        function inserts them; its trigger wakes the workers at commit."""
+        if not arguments:
+            return []
+        rows = connection.execute(
+            text(
+                "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY("
+                " SELECT ROW(:queue, :task, 0, NULL, NULL, args, NULL)"
+                "::procrastinate_job_to_defer_v1"
+                " FROM jsonb_array_elements(CAST(:arguments AS jsonb)) AS args))) AS id"
+            ),
+            {"queue": CHECKS_QUEUE, "task": task, "arguments": json.dumps(list(arguments))},
+        )
+        return [int(queue_id) for (queue_id,) in rows]
+
+    @staticmethod
+    def prune_finished(connection: Connection, before: datetime, limit: int) -> int:
+        """Delete up to `limit` tasks that ended (done, failed, cancelled) with no event since
+        `before`, and their events; how many. Done tasks are deleted as they finish; the others
+        stay for a while to be looked at, then go. Nothing on SQLite (no queue there)."""
+        if connection.dialect.name != "postgresql":
+            return 0
+        deleted = connection.execute(
+            text(
+                "DELETE FROM procrastinate_jobs WHERE id IN ("
+                " SELECT j.id FROM procrastinate_jobs j"
+                " WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"
+                " AND NOT EXISTS (SELECT 1 FROM procrastinate_events e"
+                "  WHERE e.job_id = j.id AND e.at >= :before)"
+                " LIMIT :limit)"
+            ),
+            {"before": before, "limit": limit},
+        )
+        return max(0, deleted.rowcount)
+
+    @staticmethod
+    def waiting(
+        connection: Connection, task: str, key: str, value: str
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(queue id, kwargs) of the tasks of `task` not started whose kwargs[key] is
+        `value`; to cancel them (`cancel`) and know what they were to do."""
+        rows = connection.execute(
+            text(
+                "SELECT id, args FROM procrastinate_jobs WHERE task_name = :task"
+                " AND status = 'todo' AND args ->> :key = :value ORDER BY id"
+            ),
+            {"task": task, "key": key, "value": value},
+        )
+        return [(int(queue_id), dict(args)) for queue_id, args in rows]
+
     def close(self) -> None:
         if self._opened:
             self.app.close()
@@ -131,6 +201,23 @@ class TaskQueue:
     def _run_worker(
         self, concurrency: int, lease_s: float, name: str, graceful_timeout_s: float | None
     ) -> None:
+        """Run the worker until asked to stop; started again after an error (its own bug,
+        or one of procrastinate's), waits doubling up to a minute, so that a replica never
+        goes on serving while silently taking no task. Readiness says so meanwhile."""
+        delay = 1.0
+        while not self._stop_requested.is_set():
+            error = self._run_once(concurrency, lease_s, name, graceful_timeout_s)
+            if error is None:
+                break
+            self.worker_failure = f"the queue worker stopped on an error ({error}); restarting"
+            if self._stop_requested.wait(delay):
+                break
+            delay = min(60.0, delay * 2)
+        self._worker_ready.set()
+
+    def _run_once(
+        self, concurrency: int, lease_s: float, name: str, graceful_timeout_s: float | None
+    ) -> str | None:
         loop = asyncio.new_event_loop()
         # asgiref runs sync tasks on the loop's default executor: sized for them, or it
         # would run min(32, cores + 4) at once whatever the concurrency.
@@ -142,8 +229,10 @@ class TaskQueue:
             loop.run_until_complete(
                 self._worker(concurrency, lease_s, name, graceful_timeout_s, loop)
             )
-        except Exception:
+            return None
+        except Exception as exc:
             log.exception("the queue worker stopped on an error")
+            return f"{type(exc).__name__}: {exc}"
         finally:
             self._worker_ready.set()
             loop.run_until_complete(loop.shutdown_default_executor())
@@ -169,6 +258,7 @@ class TaskQueue:
                 stalled_worker_timeout=lease_s,
                 shutdown_graceful_timeout=graceful_timeout_s,
                 listen_notify=True,
+                fetch_job_polling_interval=_FETCH_POLL_S,
                 delete_jobs="successful",
             )
 
@@ -177,7 +267,10 @@ class TaskQueue:
                     loop.call_soon_threadsafe(worker.stop)
 
             self._worker_stop = stop
+            self.worker_failure = None
             self._worker_ready.set()
+            if self._stop_requested.is_set():  # asked before the worker existed
+                stop()
             recovery = asyncio.create_task(self._recover_stalled(lease_s), name="recovery")
             try:
                 await worker.run()  # type: ignore[no-untyped-call]
@@ -203,6 +296,7 @@ class TaskQueue:
 
     def request_stop(self) -> None:
         """Take no more tasks; those running go on. Does not wait."""
+        self._stop_requested.set()
         if self._worker_stop is not None:
             self._worker_stop()
 

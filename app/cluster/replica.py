@@ -57,6 +57,12 @@ class Replica:
             self.queue.start_worker(self.concurrency, self.lease_s, self.name)
         log.info("replica %s started as %s", self.name, self.role)
 
+    def problem(self) -> str | None:
+        """Why this replica cannot do its share now, or None."""
+        if self.runs_checks:
+            return self.queue.worker_failure
+        return None
+
     def stop_taking(self) -> None:
         """No new task starts here; those running go on. Does not wait."""
         self.queue.request_stop()

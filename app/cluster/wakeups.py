@@ -6,10 +6,13 @@ it at commit, so a woken reader always finds what woke it. Subscribers are calle
 (channel, key) on this module's thread and must only set a flag or an event. Notifications
 sent while the connection was down are lost: on reconnecting, every subscriber is called
 once, so each re-reads what it waits for rather than waiting for a wake-up that will not come.
+A channel-wide subscriber (`subscribe_channel`) hears every key of its channel, and "" (the
+key of nothing in particular: re-read everything) on reconnecting.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from sqlalchemy import Connection, text
 log = logging.getLogger("urlhealth.cluster")
 
 Callback = Callable[[], None]
+KeyCallback = Callable[[str], None]
 Unsubscribe = Callable[[], None]
 
 # Longest wait for a notification before the stop flag is looked at again.
@@ -41,6 +45,7 @@ class Wakeups:
         self._channels = channels
         self._lock = threading.Lock()
         self._subscribers: dict[tuple[str, str], set[Callback]] = {}
+        self._channel_subscribers: dict[str, set[KeyCallback]] = {}
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,6 +61,17 @@ class Wakeups:
                     callbacks.discard(callback)
                     if not callbacks:
                         del self._subscribers[(channel, key)]
+
+        return unsubscribe
+
+    def subscribe_channel(self, channel: str, callback: KeyCallback) -> Unsubscribe:
+        """Every key of `channel` (and "" after a reconnect): callback(key)."""
+        with self._lock:
+            self._channel_subscribers.setdefault(channel, set()).add(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._channel_subscribers.get(channel, set()).discard(callback)
 
         return unsubscribe
 
@@ -103,14 +119,20 @@ class Wakeups:
     def _wake(self, channel: str, key: str) -> None:
         with self._lock:
             callbacks = list(self._subscribers.get((channel, key), ()))
+            everything = list(self._channel_subscribers.get(channel, ()))
         for callback in callbacks:
             _call(callback)
+        for wide in everything:
+            _call(functools.partial(wide, key))
 
     def _wake_all(self) -> None:
         with self._lock:
             callbacks = [c for group in self._subscribers.values() for c in group]
+            wide = [c for group in self._channel_subscribers.values() for c in group]
         for callback in callbacks:
             _call(callback)
+        for each in wide:
+            _call(functools.partial(each, ""))
 
 
 def _call(callback: Callback) -> None:

@@ -184,6 +184,8 @@ monitors = Table(
 
 # Every monitor result, compact: times in epoch milliseconds, latencies in microseconds,
 # outcome as 0 up / 1 degraded / 2 down; the full result only for failures and changes.
+# On PostgreSQL partitioned by day on at_ms, its primary key (id, at_ms) there: revision
+# 0010, app/db/partitions.py.
 monitor_results = Table(
     "monitor_results",
     metadata,
@@ -382,3 +384,24 @@ api_keys = Table(
     Column("last_used_at", UtcDateTime, nullable=True),
     Column("revoked_at", UtcDateTime, nullable=True),
 )
+
+
+# --- calls run on a worker for an API-only replica (app/cluster/calls.py) -------------------
+# One row per call waited for: inserted by the API replica, taken by the worker that runs it
+# (`taken_by`), answered by it (`status` and either `body` or, for an error, `detail`), then
+# read and deleted by the API replica. Rows nobody read are deleted when a later reply is
+# written (they are minutes old by then).
+cluster_calls = Table(
+    "cluster_calls",
+    metadata,
+    Column("id", String(32), primary_key=True),  # uuid4().hex
+    Column("kind", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("taken_by", String(255)),
+    Column("status", SmallInteger),
+    Column("media_type", String(100)),
+    Column("headers", JSON),
+    Column("body", LargeBinary),
+    Column("detail", JSON),  # an error's detail, rendered by the API as its own errors
+)
+Index("ix_cluster_calls_created_at", cluster_calls.c.created_at)

@@ -1,6 +1,12 @@
 """The monitors' running parts put together: the scheduler hands due checks to the
 dispatcher's reserved capacity, the recorder keeps each result (state, incidents, rollups in
-one writer transaction), and the facade drives the schedule from the API and the file."""
+one writer transaction), and the facade drives the schedule from the API and the file.
+
+As one replica of several (`replica` given): a replica that runs checks claims each tick's
+due checks (app/monitors/claims.py), so each runs once across the cluster; an API replica
+runs no scheduler thread (its facade still changes monitors, and its readiness does not
+depend on a schedule it does not keep); every replica follows changes made elsewhere
+(app/monitors/follow.py), announced in each change's transaction."""
 
 from __future__ import annotations
 
@@ -13,12 +19,17 @@ from datetime import datetime
 
 from sqlalchemy import Connection, update
 
+from app.cluster.queue import conninfo
+from app.cluster.replica import Replica
+from app.cluster.wakeups import notify
 from app.config import Settings
 from app.db.engine import Database
 from app.db.schema import monitors as monitors_table
 from app.db.writer import Writer, WriterClosed, WriterFull
 from app.engine.dispatcher import Dispatcher
+from app.monitors.claims import DueClaims
 from app.monitors.file import AlertTables
+from app.monitors.follow import CHANNEL, Follower
 from app.monitors.recorder import OnTransition, Recorder
 from app.monitors.repository import MonitorRepository
 from app.monitors.scheduler import MonitorScheduler, Scheduled
@@ -35,6 +46,9 @@ class Monitoring:
     monitors: Monitors
     stall_s: float = 30.0
     stop_timeout_s: float = 5.0
+    runs_checks: bool = True  # False on an API replica: no scheduler thread
+    follower: Follower | None = None  # replicas: changes made on the others
+    claims: DueClaims | None = None
 
     @classmethod
     def build(
@@ -46,6 +60,7 @@ class Monitoring:
         on_transition: OnTransition | None = None,
         alert_tables: AlertTables | None = None,
         in_maintenance: Callable[[], Collection[int]] = frozenset,
+        replica: Replica | None = None,
     ) -> Monitoring:
         """`on_transition`: called in the transaction of each confirmed state change (the
         alerts' outbox); `alert_tables`: the file's channels and alert rules;
@@ -58,8 +73,14 @@ class Monitoring:
         def record(monitor: Scheduled, started_at: datetime, result: CheckResult) -> None:
             recorder.record(monitor.id, monitor.generation, started_at, result)
 
-        scheduler = MonitorScheduler(run, record, _due_saver(writer))
-        repository = MonitorRepository(database, writer)
+        claims = None
+        if replica is not None and replica.runs_checks:  # they keep next_due_at then
+            claims = DueClaims(conninfo(database.url))
+        # Replicas: only the claims write next_due_at (an API replica's puts must not).
+        saver = _due_saver(writer) if replica is None else _no_save
+        scheduler = MonitorScheduler(run, record, saver, claim=claims)
+        announce = None if replica is None else _announce
+        repository = MonitorRepository(database, writer, on_change=announce)
         monitors = Monitors(
             settings,
             repository,
@@ -67,17 +88,33 @@ class Monitoring:
             alert_tables=alert_tables,
             in_maintenance=in_maintenance,
         )
-        return cls(scheduler, recorder, monitors, stall_s=settings.monitor_stall_s)
+        if replica is None:
+            return cls(scheduler, recorder, monitors, stall_s=settings.monitor_stall_s)
+        follower = Follower(database, monitors, replica.wakeups.subscribe_channel)
+        return cls(
+            scheduler,
+            recorder,
+            monitors,
+            settings.monitor_stall_s,
+            runs_checks=replica.runs_checks,
+            follower=follower,
+            claims=claims,
+        )
 
     def start(self) -> None:
         """Load the file and the stored monitors onto the schedule, then start it."""
         self.monitors.start()
-        self.scheduler.start()
+        if self.follower is not None:
+            self.follower.start()
+        if self.runs_checks:
+            self.scheduler.start()
 
     def stalled(self) -> str | None:
         """Why monitors are not being checked on time, or None: the scheduler's own hand-off
         stalls, or its recent checks started more than `stall_s` after they were due (the
-        engine, not the scheduler, held them)."""
+        engine, not the scheduler, held them). None on a replica that keeps no schedule."""
+        if not self.runs_checks:
+            return None
         reason = self.scheduler.stalled(self.stall_s)
         if reason is not None:
             return reason
@@ -95,9 +132,18 @@ class Monitoring:
         self.scheduler.stop(0.0)
 
     def stop(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         if not self.scheduler.stop(self.stop_timeout_s):
             log.warning("the monitor scheduler did not stop within %.1f s", self.stop_timeout_s)
         self.monitors.stop()
+        if self.claims is not None:
+            self.claims.close()
+
+
+def _announce(connection: Connection, monitor_id: int | None) -> None:
+    """Other replicas hear of a monitor's change at commit ("": any number changed)."""
+    notify(connection, CHANNEL, "" if monitor_id is None else str(monitor_id))
 
 
 def _due_saver(writer: Writer) -> Callable[[int, datetime], None]:
@@ -114,3 +160,7 @@ def _due_saver(writer: Writer) -> Callable[[int, datetime], None]:
             writer.put(write)
 
     return save
+
+
+def _no_save(monitor_id: int, due: datetime) -> None:
+    """Replicas: next_due_at is the claims' (app/monitors/claims.py)."""

@@ -5,7 +5,8 @@ short transaction whose Future is waited for, bounded.
 Clashes are found inside the write's transaction, where the writer serialises them, and
 returned (not raised) so a clash never rolls back the other writes of its batch: the caller
 raises them. Changing the URL or options bumps `generation` and restarts the unconfirmed
-streak (the history stays); changing the interval reschedules from now.
+streak (the history stays); changing the interval reschedules from now. `on_change` (replicas)
+is called in each change's transaction with the monitor's id, so other replicas hear of it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from app.monitors.slugs import slugify, unique_slug
 from app.schemas.monitoring import Source
 
 T = TypeVar("T")
+# In a change's transaction: (connection, the monitor's id, or None for any number of them).
+OnChange = Callable[[Connection, int | None], None]
 # How long a definition change waits for its commit: the writer retries through a database
 # outage meanwhile; past this the API answers 503 and the write may still land later.
 WRITE_TIMEOUT_S = 30.0
@@ -54,11 +57,21 @@ class Change:
 
 class MonitorRepository:
     def __init__(
-        self, database: Database, writer: Writer, timeout_s: float = WRITE_TIMEOUT_S
+        self,
+        database: Database,
+        writer: Writer,
+        timeout_s: float = WRITE_TIMEOUT_S,
+        on_change: OnChange | None = None,
     ) -> None:
         self._database = database
         self._writer = writer
         self._timeout = timeout_s
+        self._on_change = on_change
+
+    def announce(self, connection: Connection, monitor_id: int | None) -> None:
+        """Tell other replicas (at commit) that this monitor, or any (None), changed."""
+        if self._on_change is not None:
+            self._on_change(connection, monitor_id)
 
     # --- reads ---------------------------------------------------------------------------
     def find(self, ref: str) -> MonitorRecord | None:
@@ -100,7 +113,9 @@ class MonitorRepository:
             clash = find_clash(connection, definition, None)
             if clash is not None:
                 return clash
-            return insert_monitor(connection, definition, source, now)
+            created = insert_monitor(connection, definition, source, now)
+            self.announce(connection, created.id)
+            return created
 
         return self._run(write)
 
@@ -118,7 +133,10 @@ class MonitorRepository:
             clash = find_clash(connection, definition, current)
             if clash is not None:
                 return clash
-            return update_monitor(connection, current, definition, now)
+            change = update_monitor(connection, current, definition, now)
+            if change.changed:
+                self.announce(connection, monitor_id)
+            return change
 
         return self._run(write)
 
@@ -131,6 +149,7 @@ class MonitorRepository:
                 return read_only(current)
             # Results, rollups and incidents go with it (ON DELETE CASCADE).
             connection.execute(delete(monitors).where(monitors.c.id == monitor_id))
+            self.announce(connection, monitor_id)
             return current
 
         return self._run(write)

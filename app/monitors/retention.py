@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, delete, select
 
+from app.db import partitions
 from app.db.retention import BATCH_ROWS, VACUUM_PAGES, Pruned, RunBatch, vacuum
 from app.db.schema import incidents, monitor_results, monitor_rollups, monitors
 from app.monitors.recorder import to_ms
@@ -82,6 +83,12 @@ def prune_rollups(
     return pruned, ids[-1] if len(ids) == limit else None
 
 
+def _by_partition(connection: Connection, now: datetime, before_ms: int) -> Pruned:
+    """The days ahead made, the days past dropped; nothing on SQLite."""
+    partitions.ensure_ahead(connection, now)
+    return Pruned(rows=partitions.drop_before(connection, before_ms))
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryRetention:
     """A retention task (app.db.retention.RetentionTask): one round over monitor history."""
@@ -95,7 +102,12 @@ class HistoryRetention:
         raw_before = to_ms(now - timedelta(days=self.raw_days))
         rollup_before = now - timedelta(days=self.rollup_days)
         hourly_before = to_ms(now - timedelta(days=max(self.raw_days, HOURLY_MIN_DAYS)))
-        total = Pruned()
+        # PostgreSQL: whole days first (app/db/partitions.py), then what is left row by row
+        # (the day partly inside the window, and the DEFAULT partition).
+        dropped = run(lambda c: _by_partition(c, now, raw_before))
+        if dropped is None:
+            return None
+        total = dropped
         for _ in range(MAX_BATCHES):
             done = run(lambda c: prune_raw(c, before_ms=raw_before, limit=self.batch_rows))
             if done is None:

@@ -7,6 +7,12 @@ due, so a thousand idle monitors cost nothing between checks; `put` wakes it.
 Due times sit on each monitor's grid (see timing.py): start to start, spread by slug. A monitor
 never overlaps itself: a check (scheduled or manual) still going at the next due time makes
 that time count as skipped. Lag is due -> the check's start (its result's `checked_at`).
+
+With several replicas (`claim` given: app/monitors/claims.py), every replica keeps this same
+schedule and, before handing out what came due in one tick, claims it in one statement
+outside the lock: only the checks it won run here (a won check whose previous run is still
+going here counts as skipped, so no other replica starts it). The claim writes next_due_at,
+so `save_due` is not used then.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.monitors.claims import ClaimsUnavailable, Due
 from app.monitors.dueheap import DueHeap
+from app.monitors.futures import relay, settle
 from app.monitors.scheduled import Scheduled as Scheduled  # defined with the definitions
 from app.monitors.timing import LagWindow, first_due, offset_s, slot_after, summarise
+from app.monitors.timing import SchedulerStats as SchedulerStats
 from app.schemas.results import CheckResult, ErrorKind
 
 log = logging.getLogger("urlhealth.monitors")
@@ -31,19 +40,6 @@ log = logging.getLogger("urlhealth.monitors")
 _MAX_SLEEP_S = 1.0
 # Results that say the service stopped, not that the target failed: not recorded.
 _NOT_THE_TARGET = frozenset({ErrorKind.INTERRUPTED, ErrorKind.CANCELLED})
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerStats:
-    lag_p50_s: float  # due -> started, over the most recent scheduled checks
-    lag_p99_s: float
-    lag_max_s: float
-    lag_samples: int
-    skipped: int  # due times that came while the monitor's previous check was still going
-    running: int  # checks handed out and not finished
-    scheduled: int  # monitors on the schedule
-    started: int  # checks handed out since start, manual ones included
-    errors: int  # hand-offs and records that raised (logged)
 
 
 @dataclass(eq=False)
@@ -62,9 +58,12 @@ class MonitorScheduler:
         clock: Callable[[], float] = time.time,
         on_skip: Callable[[int], None] | None = None,
         lag_window: int = 2048,
+        claim: Callable[[list[Due]], Collection[int]] | None = None,
     ) -> None:
-        """`clock`: the wall clock in epoch seconds, as checks' `checked_at` is."""
+        """`clock`: the wall clock in epoch seconds, as checks' `checked_at` is; `claim`:
+        the ids won of the due checks given (replicas), None when this process runs alone."""
         self._run = run
+        self._claim_due = claim
         self._record = record
         self._save_due = save_due
         self._clock = clock
@@ -155,36 +154,64 @@ class MonitorScheduler:
         while not self._stopping.is_set():
             self._wake.clear()  # before looking: a put() from now on wakes the wait below
             now = self._clock()
-            skipped: list[int] = []
-            fired: list[tuple[_Entry, Future[CheckResult], float]] = []
-            saves: list[tuple[int, float]] = []
+            popped: list[tuple[_Entry, float, float]] = []  # (entry, due, following)
             with self._lock:
                 for monitor_id, due in self._due.pop_due(now):
                     entry = self._entries[monitor_id]
-                    if entry.running is not None:
-                        self._skipped += 1
-                        skipped.append(monitor_id)
-                    else:
-                        fired.append((entry, self._claim(entry), due))
                     # From the later of due and now: a scheduler behind by more than an
                     # interval lets the missed slots go instead of running them back to back.
                     following = slot_after(max(due, now), entry.monitor.interval_s, entry.offset)
                     self._due.set(monitor_id, following)
-                    saves.append((monitor_id, following))
+                    popped.append((entry, due, following))
                 earliest = self._due.earliest()
-                self._handing_out_since = now if fired else None
+                self._handing_out_since = now if popped else None
+            if popped and self._claim_due is not None:
+                popped = self._won(popped)
+            skipped, fired = self._fire(popped)
             for entry, future, due in fired:
                 self._hand_out(entry, future, due)
             with self._lock:
                 self._handing_out_since = None
                 # A put() since may have set (and saved) another time: the newest stands.
-                saves = [(m, due) for m, due in saves if self._due.get(m) == due]
+                saves = [
+                    (e.monitor.id, f) for e, _, f in popped if self._due.get(e.monitor.id) == f
+                ]
             for monitor_id, due in saves:
                 self._save(monitor_id, due)
             for monitor_id in skipped:
                 self._notify_skip(monitor_id)
             wait = _MAX_SLEEP_S if earliest is None else earliest[0] - self._clock()
             self._wake.wait(min(_MAX_SLEEP_S, max(0.0, wait)))
+
+    def _fire(
+        self, popped: list[tuple[_Entry, float, float]]
+    ) -> tuple[list[int], list[tuple[_Entry, Future[CheckResult], float]]]:
+        """The popped checks to skip (still running) and to hand out, their futures set."""
+        skipped: list[int] = []
+        fired: list[tuple[_Entry, Future[CheckResult], float]] = []
+        with self._lock:
+            for entry, due, _ in popped:
+                if self._entries.get(entry.monitor.id) is not entry:
+                    continue  # removed or replaced while being claimed
+                if entry.running is not None:
+                    self._skipped += 1
+                    skipped.append(entry.monitor.id)
+                else:
+                    fired.append((entry, self._claim(entry), due))
+        return skipped, fired
+
+    def _won(self, popped: list[tuple[_Entry, float, float]]) -> list[tuple[_Entry, float, float]]:
+        """Those of the popped checks this replica won (none if the claim failed)."""
+        assert self._claim_due is not None
+        due = [Due(e.monitor.id, f, e.monitor.interval_s) for e, _, f in popped]
+        try:
+            won = self._claim_due(due)
+        except Exception as exc:  # the database away: run none rather than risk twice
+            if not isinstance(exc, ClaimsUnavailable):  # that one is logged by the claims
+                log.exception("claiming %d due monitor checks failed", len(due))
+            self._count_error()
+            return []
+        return [p for p in popped if p[0].monitor.id in won]
 
     # --- one check --------------------------------------------------------------------------
     def _claim(self, entry: _Entry) -> Future[CheckResult]:
@@ -204,9 +231,9 @@ class MonitorScheduler:
         except Exception as exc:  # ShuttingDown, or a bug: the schedule goes on
             log.warning("monitor %s: check not started: %s", monitor.slug, exc)
             self._count_error()
-            _settle(future, exception=exc)
+            settle(future, exception=exc)
             return
-        check.add_done_callback(functools.partial(_relay, future))
+        check.add_done_callback(functools.partial(relay, future))
 
     def _finished(
         self, entry: _Entry, monitor: Scheduled, due: float | None, future: Future[CheckResult]
@@ -270,6 +297,8 @@ class MonitorScheduler:
 
     # --- helpers ----------------------------------------------------------------------------
     def _save(self, monitor_id: int, due: float) -> None:
+        if self._claim_due is not None:  # the claims keep next_due_at
+            return
         try:
             self._save_due(monitor_id, _datetime(due))
         except Exception:
@@ -288,30 +317,6 @@ class MonitorScheduler:
     def _count_error(self) -> None:
         with self._lock:
             self._errors += 1
-
-
-def _relay(outer: Future[CheckResult], inner: Future[CheckResult]) -> None:
-    """The engine's future settles the scheduler's."""
-    if inner.cancelled():
-        outer.cancel()
-    elif (exc := inner.exception()) is not None:
-        _settle(outer, exception=exc)
-    else:
-        _settle(outer, result=inner.result())
-
-
-def _settle(
-    future: Future[CheckResult],
-    result: CheckResult | None = None,
-    exception: BaseException | None = None,
-) -> None:
-    try:  # a manual run's caller may have cancelled it
-        if exception is not None:
-            future.set_exception(exception)
-        elif result is not None:
-            future.set_result(result)
-    except InvalidStateError:
-        pass
 
 
 def _datetime(epoch_s: float) -> datetime:

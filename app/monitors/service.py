@@ -104,6 +104,22 @@ class Monitors:
     def stop(self) -> None:
         self._changes.shutdown(wait=True, cancel_futures=True)
 
+    # --- changes made on other replicas (app/monitors/follow.py) -------------------------
+    def later(self, work: Callable[[], None]) -> bool:
+        """Queue `work` on the change thread, in turn; False once stopping."""
+        try:
+            self._changes.submit(work)
+        except RuntimeError:
+            return False
+        return True
+
+    def schedule_stored(self, monitor_id: int, record: MonitorRecord | None) -> None:
+        """On the change thread: the schedule takes the monitor as stored (None: gone)."""
+        if record is None or record.paused:
+            self._scheduler.remove(monitor_id)
+        else:
+            self._put(record, record.next_due_at)
+
     # --- reads ---------------------------------------------------------------------------
     def get(self, ref: str) -> MonitorPublic:
         record = self._repository.get(ref)
@@ -162,8 +178,10 @@ class Monitors:
 
         self._in_turn(change)
 
-    def check_now(self, ref: str) -> Future[dict[str, Any]]:
-        """Run one check now; its result, secrets masked. MonitorNotScheduled if paused."""
+    def check_now(self, ref: str, load: bool = False) -> Future[dict[str, Any]]:
+        """Run one check now; its result, secrets masked. MonitorNotScheduled if paused.
+        `load`: a monitor this process has not scheduled yet (created through another
+        replica) is put on its schedule first."""
         record = self._repository.get(ref)
         if record.paused:
             raise MonitorNotScheduled(f"monitor {record.slug!r} is paused: unpause it to check it")
@@ -179,6 +197,8 @@ class Monitors:
                 dumped = future.result().model_dump(mode="json")
                 masked.set_result(mask_data(dumped, secrets))
 
+        if load:
+            self._in_turn(lambda: self._put(record, record.next_due_at))
         try:
             running = self._scheduler.run_now(record.id)
         except KeyError:  # refused by the settings at start: logged then
@@ -246,7 +266,8 @@ class Monitors:
         own = monitors_file.own_channels(definitions)
         also = None if tables is None else tables.write(loaded.alerting, own)
         try:
-            outcome: SyncOutcome = self._repository.run(sync_file(definitions, self._clock(), also))
+            write = sync_file(definitions, self._clock(), also, self._repository.announce)
+            outcome: SyncOutcome = self._repository.run(write)
         except SyncRefused as exc:
             raise MonitorsFileError(str(path), exc.errors) from None
         self.modules = loaded.modules

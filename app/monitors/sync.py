@@ -4,6 +4,10 @@ File monitors are matched by slug: one whose slug is kept keeps its id and histo
 else changed (a rename too); one whose slug changed is a new monitor. Monitors gone from the
 file are deleted, their history with them: the file is the truth for its monitors, as in
 other monitors-as-code tools. A name or slug an API monitor holds fails the whole sync.
+
+Replicas starting together load the same file at once: on PostgreSQL the sync takes a
+transaction-scoped advisory lock first, so the second waits for the first's commit and then
+finds the file's monitors there (nothing created twice). `announce` tells other replicas.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, select, text, update
 
 from app.db.schema import monitors
 from app.monitors.definition import Definition, MonitorRecord
 from app.monitors.repository import Change, insert_many, update_monitor
 from app.schemas.monitoring import Source
+
+# Any constant of our own (the migrator's, app/db/migrator.py, plus one).
+SYNC_LOCK_KEY = 0x75726C69
 
 
 @dataclass(slots=True)
@@ -41,6 +48,7 @@ def sync_file(
     definitions: list[Definition],
     now: datetime,
     also: Callable[[Connection], list[dict[str, Any]]] | None = None,
+    announce: Callable[[Connection, int | None], None] | None = None,
 ) -> Callable[[Connection], SyncOutcome | SyncRefused]:
     """The write for the writer: returns a SyncOutcome, or a SyncRefused (not raised, so
     the other writes of the batch are not rolled back with it). `also`: the file's channels
@@ -48,6 +56,8 @@ def sync_file(
     refuse the whole sync before anything changed."""
 
     def write(connection: Connection) -> SyncOutcome | SyncRefused:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SYNC_LOCK_KEY})
         rows = [MonitorRecord.from_row(r) for r in connection.execute(select(monitors))]
         api = [r for r in rows if r.source == Source.API]
         api_names = {r.name: r for r in api}
@@ -95,6 +105,8 @@ def sync_file(
             else:
                 outcome.unchanged.append(current)
         outcome.created = insert_many(connection, new, Source.FILE, now)
+        if announce is not None and (outcome.created or outcome.updated or outcome.deleted):
+            announce(connection, None)
         return outcome
 
     return write

@@ -80,3 +80,16 @@ def summarise(lags: list[float]) -> LagSummary:
         return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
     return LagSummary(rank(0.50), rank(0.99), ordered[-1], len(ordered))
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStats:
+    lag_p50_s: float  # due -> started, over the most recent scheduled checks
+    lag_p99_s: float
+    lag_max_s: float
+    lag_samples: int
+    skipped: int  # due times that came while the monitor's previous check was still going
+    running: int  # checks handed out and not finished
+    scheduled: int  # monitors on the schedule
+    started: int  # checks handed out since start, manual ones included
+    errors: int  # hand-offs and records that raised (logged)

@@ -89,6 +89,11 @@ class DurableStore:
         self.lost = 0  # results the writer would not take (its queue full, or stopped)
         # Read once, at start (after crash recovery, before any job is created here).
         self.counts = JobCounts(self.stored.counts_by_status())
+        # On a cluster (set by Services.build): a job on disk may still change, written by
+        # another replica; `watch` subscribes to its wake-ups, `cluster_counts` counts jobs
+        # by status across the cluster.
+        self.watch: Callable[[str, Callable[[], None]], Unsubscribe] | None = None
+        self.cluster_counts: Callable[[], dict[JobStatus, int]] | None = None
 
     # --- writes ---------------------------------------------------------------------------
     def create_job(
@@ -213,8 +218,10 @@ class DurableStore:
         try:
             return self.memory.subscribe(job_id, callback)
         except JobNotFound:
-            self.stored.header(job_id)  # final on disk: it will not change, nothing to call
-            return lambda: None
+            fields = self.stored.header(job_id)  # raises JobNotFound if not on disk either
+        if self.watch is not None and not fields["status"].final:
+            return self.watch(job_id, callback)  # another replica's job, still running
+        return lambda: None  # final on disk: it will not change, nothing to call
 
     def expire(self) -> int:
         return self.memory.expire()
@@ -282,6 +289,8 @@ class DurableStore:
         return self.memory.active_job_ids()
 
     def count_by_status(self) -> dict[JobStatus, int]:
+        if self.cluster_counts is not None:
+            return self.cluster_counts()
         return self.counts.snapshot()
 
     def _move(self, job_id: str, status: JobStatus) -> None:

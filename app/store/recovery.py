@@ -23,7 +23,7 @@ from app.db.schema import UNFINISHED, instances, job_urls, jobs, results
 from app.db.writer import Writer
 from app.schemas.results import CheckError, CheckResult, ErrorKind
 from app.store.base import StoredResult
-from app.store.rows import result_row
+from app.store.rows import CLUSTER_OWNER, result_row
 
 log = logging.getLogger("urlhealth.store")
 
@@ -31,8 +31,15 @@ MESSAGE = "the service stopped before this check finished"
 _URL_MARK = "urlhealth:the-url-goes-here"
 
 
-def orphaned_jobs(connection: Connection, me: str, lease_s: float) -> list[str]:
+def orphaned_jobs(
+    connection: Connection, me: str, lease_s: float, keep_cluster: bool = False
+) -> list[str]:
+    """`keep_cluster`: this process is a replica, and a cluster's jobs belong to its task
+    queue, not to a process (a single process on the same database finalises them: no
+    worker is left to run them)."""
     query = select(jobs.c.id).where(jobs.c.status.in_(UNFINISHED))
+    if keep_cluster and connection.dialect.name != "sqlite":
+        query = query.where(or_(jobs.c.owner.is_(None), jobs.c.owner != CLUSTER_OWNER))
     if connection.dialect.name != "sqlite":
         stale = datetime.now(UTC) - timedelta(seconds=lease_s)
         query = (
@@ -131,9 +138,12 @@ def _summary(connection: Connection, job_id: str) -> dict[str, object]:
     return {"completed": completed, "up": up, "degraded": degraded, "down": down, "errors": errors}
 
 
-def recover(writer: Writer, me: str, lease_s: float, timeout_s: float) -> tuple[int, int]:
+def recover(
+    writer: Writer, me: str, lease_s: float, timeout_s: float, keep_cluster: bool = False
+) -> tuple[int, int]:
     """Finalise every orphaned job through the writer; returns (jobs, checks interrupted)."""
-    orphans = writer.submit(functools.partial(_orphaned, me=me, lease_s=lease_s)).result(timeout_s)
+    orphaned = functools.partial(_orphaned, me=me, lease_s=lease_s, keep_cluster=keep_cluster)
+    orphans = writer.submit(orphaned).result(timeout_s)
     checks = 0
     for job_id in orphans:
         checks += writer.submit(functools.partial(_finalise, job_id=job_id)).result(timeout_s)
@@ -146,8 +156,8 @@ def recover(writer: Writer, me: str, lease_s: float, timeout_s: float) -> tuple[
     return len(orphans), checks
 
 
-def _orphaned(connection: Connection, me: str, lease_s: float) -> list[str]:
-    return orphaned_jobs(connection, me, lease_s)
+def _orphaned(connection: Connection, me: str, lease_s: float, keep_cluster: bool) -> list[str]:
+    return orphaned_jobs(connection, me, lease_s, keep_cluster)
 
 
 def _finalise(connection: Connection, job_id: str) -> int:

@@ -21,6 +21,9 @@ from app.store.base import JobFilter, StoredResult
 
 _CANCELLED = "cancelled"
 _INTERRUPTED = "interrupted"
+# The owner of a cluster's jobs (app/cluster/jobs.py): no process, so no process's death
+# makes them orphans; the task queue re-runs what a dead worker left.
+CLUSTER_OWNER = "cluster"
 
 
 def where_clause(where: JobFilter) -> ColumnElement[bool]:

@@ -61,7 +61,7 @@ class Storage:
         instance = Instance(writer)
         try:
             instance.register(START_TIMEOUT_S)
-            recover(writer, instance.id, LEASE_S, START_TIMEOUT_S)
+            recover(writer, instance.id, LEASE_S, START_TIMEOUT_S, settings.clustered)
         except Exception as exc:
             instance.stop()
             writer.stop(FLUSH_TIMEOUT_S)

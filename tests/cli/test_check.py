@@ -270,7 +270,7 @@ def test_checks_of_one_host_respect_max_connections_per_host(
     target: ThreadedUvicorn, tmp_path: Path
 ) -> None:
     config = tmp_path / "settings.toml"
-    config.write_text("max_connections_per_host = 1\n")
+    config.write_text("max_connections_per_host = 1\n")  # the former name, still accepted
     urls = [f"{target.url}/delay/300?n={n}" for n in range(3)]
     done = run(*LOOPBACK, "--config", str(config), "--workers", "3", "--format", "json", *urls)
     assert done.returncode == 0, done.stderr

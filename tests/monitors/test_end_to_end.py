@@ -182,7 +182,7 @@ def test_readyz_fails_and_says_why_when_monitor_checks_start_late(tmp_path: Path
         "URLHEALTH_MONITOR_WORKERS": "1",
         "URLHEALTH_MONITOR_SLOTS_PER_HOST": "1",
         "URLHEALTH_WORKERS": "1",
-        "URLHEALTH_MAX_CONNECTIONS_PER_HOST": "1",
+        "URLHEALTH_MAX_CONNECTIONS_PER_HOST_PER_REPLICA": "1",
         "URLHEALTH_MONITOR_STALL_S": "1",
     }
     try:

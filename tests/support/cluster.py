@@ -13,6 +13,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from tests.support.process import ServiceProcess, serve_command, service_env
 from tests.support.servers import free_port
 
+# Replicas start together, each importing the whole service: on a loaded 2-core machine
+# three took 22 s to be ready (measured while other test suites ran), past the 20 s a lone
+# service process is given.
+READY_TIMEOUT_S = 90.0
+
 
 class Cluster:
     """Replicas on one database: `.replicas` in start order, `.start(role)` for more."""
@@ -47,14 +52,14 @@ class Cluster:
         )
         self.replicas.append(replica)
         if wait:
-            replica.wait_ready()
+            replica.wait_ready(READY_TIMEOUT_S)
         return replica
 
     def start_all(self, roles: Sequence[str]) -> list[ServiceProcess]:
         # Started together, then waited for: replicas migrate the schema once between them.
         started = [self.start(role, wait=False) for role in roles]
         for replica in started:
-            replica.wait_ready()
+            replica.wait_ready(READY_TIMEOUT_S)
         return started
 
     def logs(self) -> str:

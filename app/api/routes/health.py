@@ -26,8 +26,8 @@ router.add_api_route(
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: 503 while starting, shutting down, without its database, or while "
-    "the monitor scheduler stalls",
+    summary="Readiness: 503 while starting, shutting down, without its database, while "
+    "the monitor scheduler stalls, or while a replica's queue worker restarts",
     responses={503: {"model": Readiness, "description": "Not ready."}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
@@ -41,6 +41,11 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         # The service answers, yet monitors are not being checked: watched from outside,
         # this is the one failure nothing inside would report.
         return JSONResponse({"status": "monitors_stalled", "reason": stalled}, status_code=503)
+    replica = services.replica
+    problem = coordinator.ready and replica is not None and replica.problem()
+    if problem:
+        # Serving, yet taking no task from the queue: the others carry its share.
+        return JSONResponse({"status": "queue_unavailable", "reason": problem}, status_code=503)
     if coordinator.ready:
         return JSONResponse({"status": "ready"})
     state = "shutting_down" if coordinator.shutting_down else "starting"

@@ -47,9 +47,12 @@ def create_job(body: JobCreate, services: ServicesDep, response: Response) -> Jo
     settings = services.settings
     targets = prepare_urls(body.urls, settings, settings.max_urls_per_job)
     options, public = resolve_options(body.options, settings)
-    header = services.dispatcher.submit_job(
-        targets.urls, options, public, targets.duplicates, parsed=targets.parsed
-    )
+    if services.cluster_jobs is not None:  # on a cluster: the workers run it (issue 12)
+        header = services.cluster_jobs.submit(targets.urls, public, targets.duplicates)
+    else:
+        header = services.dispatcher.submit_job(
+            targets.urls, options, public, targets.duplicates, parsed=targets.parsed
+        )
     response.headers["Location"] = f"/v1/jobs/{header.id}"
     return header
 
@@ -121,4 +124,6 @@ async def stream_job(job_id: str, services: ServicesDep) -> NDJSONResponse:
 )
 def cancel_job(job_id: str, services: ServicesDep) -> JobHeader:
     # A plain def: the checks it cancels are recorded, and may wait for the writer.
+    if services.cluster_jobs is not None:  # on a cluster: through the database and queue
+        return services.cluster_jobs.cancel(job_id)
     return services.dispatcher.cancel(job_id)

@@ -10,14 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
-from app.engine.checker import unfinished_result
+from app.api.elsewhere import UNAVAILABLE, on_a_worker
+from app.cluster.handlers import PROBE
+from app.engine import ondemand
 from app.metrics.probe import SCRAPE_TIMEOUT_HEADER, ProbeRefused, render_probe
-from app.schemas.results import CheckResult, ErrorKind
 
 router = APIRouter(tags=["metrics"])
-
-# Beyond the check's own deadline, time for a worker to become free (as POST /v1/check).
-_QUEUE_ALLOWANCE_S = 5.0
 _TEXT: dict[str, Any] = {"content": {CONTENT_TYPE_LATEST: {}}}
 
 
@@ -51,7 +49,7 @@ async def metrics(
         200: {"description": "blackbox_exporter's probe_* series.", **_TEXT},
         400: {"description": "No or invalid target, or an unknown module (plain text)."},
         429: {"description": "Too many checks in progress."},
-        503: {"description": "The service is shutting down."},
+        **UNAVAILABLE,
     },
 )
 async def probe(
@@ -76,21 +74,15 @@ async def probe(
     except ProbeRefused as exc:
         return Response(f"{exc}\n", status_code=400, media_type="text/plain")
     options = request.options
+    longest = ondemand.longest_s(options, services.settings)
+    if services.calls is not None and services.calls.elsewhere:  # an API-only replica
+        arguments = {"target": target, "module": module, "scrape_timeout": scrape_timeout}
+        return await on_a_worker(services.calls, PROBE, arguments, longest)
     (future,) = services.dispatcher.check_now([request.url], options, parsed=[request.parsed])
     waiting = asyncio.wrap_future(future)
-    longest = (options.retries + 1) * options.timeout_s
-    longest += options.retries * services.settings.retry_max_delay_s
-    await asyncio.wait([waiting], timeout=longest + _QUEUE_ALLOWANCE_S)
-    body = render_probe(_final(request.url, waiting))
+    await asyncio.wait([waiting], timeout=longest)
+    body = render_probe(ondemand.final(request.url, waiting))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-
-def _final(url: str, future: asyncio.Future[CheckResult]) -> CheckResult:
-    if future.cancelled():
-        return unfinished_result(url, ErrorKind.CANCELLED, "the service shut down first")
-    if not future.done():
-        return unfinished_result(url, ErrorKind.TIMEOUT, "no worker became free in time")
-    return future.result()
 
 
 def _accepts_gzip(header: str | None) -> bool:

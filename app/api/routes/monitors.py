@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -14,10 +15,12 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import JSONBodyRoute
 from app.api.deps import ServicesDep
+from app.api.elsewhere import UNAVAILABLE, on_a_worker
 from app.api.responses import JSONBytes
-from app.config import Settings
+from app.cluster.handlers import MONITOR_CHECK
 from app.db.writer import WriterClosed, WriterFull, WriterGaveUp
-from app.inputs import InputError
+from app.engine import ondemand
+from app.inputs import InputError, resolve_options
 from app.monitors.errors import (
     MonitorConflict,
     MonitorNotFound,
@@ -176,23 +179,25 @@ def delete_monitor(ref: Ref, monitors: MonitorsDep) -> Response:
     "/{ref}/check",
     response_model=CheckResult,
     summary="Check a monitor now (secrets masked in the result)",
-    responses={**_NOT_FOUND, 409: {"description": "The monitor is paused (or not scheduled)."}},
+    responses={
+        **_NOT_FOUND,
+        409: {"description": "The monitor is paused (or not scheduled)."},
+        **UNAVAILABLE,
+    },
 )
 async def check_monitor(ref: Ref, services: ServicesDep) -> Any:
+    longest = ondemand.longest_monitor_check_s(services.settings)
+    if services.calls is not None and services.calls.elsewhere:  # an API-only replica
+        with _answers():  # its own bound, not the longest any monitor may take
+            monitor = await anyio.to_thread.run_sync(services.monitors.get, ref)
+        with contextlib.suppress(InputError):  # a limit lowered since: the longest then
+            options, _public = resolve_options(monitor.options, services.settings)
+            longest = ondemand.longest_s(options, services.settings) + ondemand.MONITOR_MARGIN_S
+        return await on_a_worker(services.calls, MONITOR_CHECK, {"ref": ref}, longest)
     with _answers():
         future = await anyio.to_thread.run_sync(services.monitors.check_now, ref)
         try:
-            result = await asyncio.wait_for(
-                asyncio.wrap_future(future), _longest_check_s(services.settings)
-            )
+            result = await asyncio.wait_for(asyncio.wrap_future(future), longest)
         except TimeoutError:
             raise HTTPException(504, "the check did not finish in time") from None
     return JSONResponse(result)
-
-
-def _longest_check_s(settings: Settings) -> float:
-    """Every attempt at the longest timeout, every backoff at its cap, and a margin."""
-    attempts = settings.max_retries + 1
-    return (
-        attempts * settings.max_timeout_s + settings.max_retries * settings.retry_max_delay_s + 10
-    )
