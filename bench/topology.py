@@ -86,7 +86,7 @@ class Topology:
     ) -> None:
         process = ServiceProcess(
             workers=workers,
-            max_connections_per_host=self.max_connections_per_host,
+            max_connections_per_host_per_replica=self.max_connections_per_host,
             ready_timeout_s=self.ready_timeout_s,
             stop_timeout_s=60.0,
             extra_env={**self.extra_env, **env},
