@@ -99,6 +99,8 @@ class ServiceProcess:
     # "sqlite": a fresh SQLite file in this run's temp dir (what users run, minus ./data);
     # "memory": memory:// (the same code on an in-process SQLite database).
     store: str = "sqlite"
+    # More arguments for `urlhealth serve` (bench/topology.py: `--role api|worker`).
+    serve_args: tuple[str, ...] = ()
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     killed: bool = False
@@ -196,6 +198,7 @@ class ServiceProcess:
         self._log = Path(self._tmp.name) / "service.log"
         self.port = free_port()
         cmd = [find_urlhealth(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += self.serve_args
         started = time.perf_counter()
         with open(self._log, "wb") as log:
             # The console script is a Python script with a shebang: exec'd directly, so
