@@ -60,7 +60,7 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
 
     async def lines() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        sent = 0
+        next_start = 0
         wrote_at = -_MIN_INTERVAL_S
         try:
             while True:
@@ -68,16 +68,15 @@ def open_stream(store: ResultsStore, job_id: str) -> AsyncIterator[bytes]:
                 try:
                     # The header only once the job is final: no model per wake-up. A job in
                     # memory is read here; one on disk in a thread, off the event loop.
-                    read = functools.partial(store.results_since_json, job_id, sent)
+                    read = functools.partial(store.results_since_json, job_id, next_start)
                     if store.in_memory(job_id):
-                        results, final_header = read()
+                        results, next_start, final_header = read()
                     else:
-                        results, final_header = await anyio.to_thread.run_sync(read)
+                        results, next_start, final_header = await anyio.to_thread.run_sync(read)
                 except JobNotFound:
                     return  # expired while streaming: nothing more will come
                 if results:
                     wrote_at = loop.time()
-                    sent += len(results)
                     # Stored as JSON already: joining bytes is all the event loop does.
                     for start in range(0, len(results), _CHUNK):
                         yield b"".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
 from app.schemas.results import CheckResult
@@ -44,6 +44,17 @@ class StoreUnavailable(RuntimeError):
 
 class StoreBusy(StoreUnavailable):
     """The store's database is behind: its write queue is full. The API answers 429."""
+
+
+class StreamRead(NamedTuple):
+    """One read of a stream: results in completion order from `start` on, each as its JSON;
+    where the next read starts (past a result the database lost, should one be missing, so
+    no result is sent twice); the final header's JSON once the job is final and nothing is
+    left to read, else None."""
+
+    bodies: list[bytes]
+    next_start: int
+    final_header: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +114,9 @@ class ResultsStore(Protocol):
         """Results from index `start` on, each as its JSON, and the job as it was when they
         were copied."""
 
-    def results_since_json(self, job_id: str, start: int) -> tuple[list[bytes], bytes | None]:
-        """Results from index `start` on, each as its JSON, and, if the job was final when
-        they were copied, its header as JSON (else None); raises JobNotFound."""
+    def results_since_json(self, job_id: str, start: int) -> StreamRead:
+        """Results from place `start` in completion order on (see StreamRead); raises
+        JobNotFound."""
 
     def list_jobs(
         self, offset: int, limit: int, where: JobFilter = NO_FILTER

@@ -39,6 +39,7 @@ from app.store.base import (
     StoreBusy,
     StoredResult,
     StoreUnavailable,
+    StreamRead,
     Unsubscribe,
 )
 from app.store.counts import JobCounts
@@ -81,7 +82,7 @@ class DurableStore:
         self.memory = memory
         self.stored = StoredJobs(database)
         self._owner = owner
-        self._commit_timeout_s = commit_timeout_s
+        self.commit_timeout_s = commit_timeout_s
         self._queue_max = queue_max
         self._lock = threading.Lock()
         self._queued: dict[str, _Queued] = {}
@@ -111,7 +112,11 @@ class DurableStore:
             "options": options,
             "created_at": created_at,
         }
-        self._commit(rows.insert_job(fields, urls, self._owner), "the job could not be kept")
+        self._commit(
+            rows.insert_job(fields, urls, self._owner),
+            "the job could not be kept",
+            undo=rows.delete_job(job_id),
+        )
         # In memory only once on disk: if keeping it failed, nothing is left behind.
         with self._lock:
             self._queued[job_id] = _Queued(len(urls))
@@ -155,14 +160,20 @@ class DurableStore:
 
     def _offer(self, send: Callable[[], T], what: str) -> T | None:
         """Hand a write to the writer. While its queue is full and the database is there, wait
-        for room (a burst, such as a large job cancelled, outruns the writer for a moment), at
-        most `commit_timeout_s`: the caller holds no lock, and waiting slows the checks down,
-        as it should. While the database is away, do not wait: what the writer refuses is
-        counted (`lost` here, `dropped` by the writer) and the checks go on. Room is looked
+        for room, however long that takes: the caller holds no lock, and waiting slows the
+        checks down to what the database can keep, as it should (a job accepted is kept).
+        Giving up after a while lost results of accepted jobs when the writer was merely
+        slow, starved of the GIL by hundreds of check threads (4 jobs of 25,000 at once).
+        While the database is away, do not wait: what the writer refuses is counted (`lost`
+        here, `dropped` by the writer) and the checks go on. A writer that stops refuses
+        everything (WriterClosed): nobody waits for a writer that is gone. Room is looked
         for before trying, because the writer counts a refused put as dropped."""
-        deadline = time.monotonic() + self._commit_timeout_s
+        warn_at = time.monotonic() + self.commit_timeout_s
         while True:
-            while self._full() and self._healthy() and time.monotonic() < deadline:
+            while self._full() and self._healthy():
+                if time.monotonic() >= warn_at:
+                    log.warning("results wait for the database: its writer is behind")
+                    warn_at = float("inf")  # once per wait
                 self._room.wait(_FULL_PAUSE_S)
             try:
                 return send()
@@ -170,7 +181,7 @@ class DurableStore:
                 self._lose(f"{what} was not written: {exc}")
                 return None
             except WriterFull as exc:
-                if time.monotonic() >= deadline or not self._healthy():
+                if not self._healthy():
                     self._lose(f"{what} was not written: {exc}")
                     return None
 
@@ -250,18 +261,20 @@ class DurableStore:
             fields, bodies = self.stored.page(job_id, start, None)
         return bodies, views.header_model(fields)
 
-    def results_since_json(self, job_id: str, start: int) -> tuple[list[bytes], bytes | None]:
-        """For a job on disk, at most STREAM_BATCH results at a time; the header comes with
-        the last of them."""
+    def results_since_json(self, job_id: str, start: int) -> StreamRead:
+        """For a job on disk, at most STREAM_BATCH results at a time, read by seq; the header
+        comes with the last of them."""
         try:
             return self.memory.results_since_json(job_id, start)
         except JobNotFound:
-            fields, bodies = self.stored.page(job_id, start, STREAM_BATCH)
+            fields, found = self.stored.stream(job_id, start, STREAM_BATCH)
+        next_start = found[-1][0] + 1 if found else start
         # Done at `completed`, or where the results on disk end (should some have been lost,
         # see `lost`): a stream must end either way.
-        end = start + len(bodies) >= fields["completed"] or not bodies
+        end = next_start >= fields["completed"] or len(found) < STREAM_BATCH
         done = fields["status"].final and end
-        return bodies, views.header_json(fields) if done else None
+        header = views.header_json(fields) if done else None
+        return StreamRead([body for _, body in found], next_start, header)
 
     def list_jobs(
         self, offset: int, limit: int, where: JobFilter = NO_FILTER
@@ -316,8 +329,12 @@ class DurableStore:
         return self.memory.retained_bytes()
 
     # --- the writer -----------------------------------------------------------------------
-    def _commit(self, write: Callable[[Connection], Any], what: str) -> None:
-        """Run `write` through the writer and wait until it is committed."""
+    def _commit(
+        self, write: Callable[[Connection], Any], what: str, undo: Callable[[Connection], Any]
+    ) -> None:
+        """Run `write` through the writer and wait until it is committed. Refused after all
+        (no answer in time), the write is cancelled if not begun, else taken back by `undo`
+        should it commit later."""
         try:
             future = self.writer.submit(write)
         except WriterFull as exc:
@@ -325,15 +342,31 @@ class DurableStore:
         except WriterClosed as exc:
             raise StoreUnavailable(f"{what}: {exc}") from None
         try:
-            future.result(self._commit_timeout_s)
+            try:
+                future.result(self.commit_timeout_s)
+            except FutureTimeout:
+                if future.cancel():  # the writer had not begun it: it never will
+                    raise
+                # Begun: it commits or fails soon. Refusing now would leave a job kept that
+                # its client was told was not.
+                future.result(self.commit_timeout_s)
         except FutureTimeout:
-            future.cancel()  # if the writer has not begun it, it never will
+            future.add_done_callback(lambda done: self._take_back(done, undo, what))
             raise StoreUnavailable(
-                f"{what}: the database did not confirm it within {self._commit_timeout_s:g} s"
+                f"{what}: the database did not confirm it within {self.commit_timeout_s:g} s"
             ) from None
         except Exception as exc:
             reason = reason_of(exc, self.database.url.password)
             raise StoreUnavailable(f"{what}: {reason}") from None
+
+    def _take_back(self, done: Future[Any], undo: Callable[[Connection], Any], what: str) -> None:
+        """Run by the writer thread: a write refused to its caller committed late."""
+        if done.cancelled() or done.exception() is not None:
+            return  # never kept: nothing to take back
+        try:  # not _offer: its wait for room would be the writer waiting for itself
+            self.writer.put(undo)
+        except (WriterFull, WriterClosed) as exc:
+            log.error("%s was refused but kept, and could not be taken back: %s", what, exc)
 
     def _put(self, write: Callable[[Connection], Any]) -> None:
         self._offer(lambda: self.writer.put(write), "a job's state")

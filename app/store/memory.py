@@ -14,7 +14,14 @@ from typing import Any
 from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobPublic, JobStatus
 from app.schemas.results import CheckResult
 from app.store import views
-from app.store.base import NO_FILTER, JobFilter, JobNotFound, StoredResult, Unsubscribe
+from app.store.base import (
+    NO_FILTER,
+    JobFilter,
+    JobNotFound,
+    StoredResult,
+    StreamRead,
+    Unsubscribe,
+)
 from app.store.job import JobRecord
 
 
@@ -210,12 +217,13 @@ class MemoryStore:
             fields = job.copy_header_fields()
         return results, views.header_model(fields)
 
-    def results_since_json(self, job_id: str, start: int) -> tuple[list[bytes], bytes | None]:
+    def results_since_json(self, job_id: str, start: int) -> StreamRead:
         with self._lock:
             job = self._get_locked(job_id)
             results = job.results[start:]
             snapshot = _snapshot_locked(job) if job.status.final else None
-        return results, None if snapshot is None else self._encoded(job, snapshot)
+        header = None if snapshot is None else self._encoded(job, snapshot)
+        return StreamRead(results, start + len(results), header)
 
     def _encoded(self, job: JobRecord, snapshot: bytes | dict[str, Any]) -> bytes:
         """The header's JSON; a final job's is kept, as it will not change again."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, true, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.schema import job_urls, jobs, results
@@ -62,6 +62,15 @@ def insert_job(fields: dict[str, Any], urls: Sequence[str], owner: str) -> Any:
         connection.execute(insert(jobs), [row])
         if url_rows:
             connection.execute(insert(job_urls), url_rows)
+
+    return write
+
+
+def delete_job(job_id: str) -> Any:
+    """The job's row, and with it (ON DELETE CASCADE) its URLs and results."""
+
+    def write(connection: Connection) -> None:
+        connection.execute(delete(jobs).where(jobs.c.id == job_id))
 
     return write
 
@@ -169,6 +178,21 @@ def read_results(connection: Connection, job_id: str, start: int, stop: int) -> 
         .order_by(results.c.seq)
     )
     return [bytes(body) for (body,) in rows]
+
+
+def read_results_from(
+    connection: Connection, job_id: str, start: int, limit: int
+) -> list[tuple[int, bytes]]:
+    """At most `limit` results from seq `start` on, with their seq, in completion order: a
+    stream's next read starts after the last seq, not after as many places as it got (a
+    result the database lost leaves its seq missing)."""
+    rows = connection.execute(
+        select(results.c.seq, results.c.body)
+        .where(results.c.job_id == job_id, results.c.seq >= start)
+        .order_by(results.c.seq)
+        .limit(limit)
+    )
+    return [(seq, bytes(body)) for seq, body in rows]
 
 
 def read_list(

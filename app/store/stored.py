@@ -39,6 +39,19 @@ class StoredJobs:
         fields, bodies = self._read(read)
         return self._found(job_id, fields), bodies
 
+    def stream(self, job_id: str, start: int, count: int) -> tuple[Fields, list[tuple[int, bytes]]]:
+        """The job's header fields, and at most `count` of its results from seq `start` on,
+        each with its seq."""
+
+        def read(connection: Connection) -> tuple[Fields | None, list[tuple[int, bytes]]]:
+            fields = rows.read_header(connection, job_id)
+            if fields is None:
+                return None, []
+            return fields, rows.read_results_from(connection, job_id, start, count)
+
+        fields, found = self._read(read)
+        return self._found(job_id, fields), found
+
     def listed(self, offset: int, limit: int, where: JobFilter) -> tuple[list[Fields], int]:
         return self._read(lambda c: rows.read_list(c, offset, limit, where))
 

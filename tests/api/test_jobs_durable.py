@@ -135,9 +135,9 @@ def test_a_stream_reads_a_job_on_disk_off_the_event_loop(
     wait_final(service.client, job["id"])
     assert wait_until(lambda: _on_disk(service, job["id"]), 10.0)
     on_loop: list[bool] = []
-    read = StoredJobs.page
+    read = StoredJobs.stream
 
-    def spy(self: StoredJobs, job_id: str, start: int, count: int | None) -> Any:
+    def spy(self: StoredJobs, job_id: str, start: int, count: int) -> Any:
         try:
             asyncio.get_running_loop()
             on_loop.append(True)
@@ -145,7 +145,7 @@ def test_a_stream_reads_a_job_on_disk_off_the_event_loop(
             on_loop.append(False)
         return read(self, job_id, start, count)
 
-    monkeypatch.setattr(StoredJobs, "page", spy)
+    monkeypatch.setattr(StoredJobs, "stream", spy)
     lines = service.client.get(f"/v1/jobs/{job['id']}/stream").text.splitlines()
     assert len(lines) == 3
     assert on_loop

@@ -140,8 +140,9 @@ def test_a_stream_of_a_job_on_disk_gets_every_result_then_its_header(storage: St
     assert wait_until(lambda: on_disk(store, job_id), 10.0)
     unsubscribe = store.subscribe(job_id, lambda: None)
     unsubscribe()
-    bodies, header = store.results_since_json(job_id, 3)
+    bodies, next_start, header = store.results_since_json(job_id, 3)
     assert [json.loads(b)["url"] for b in bodies] == urls(7)[3:]
+    assert next_start == 7
     assert header is not None
     assert json.loads(header)["status"] == "done"
     assert store.results_since(job_id, 0)[1].completed == 7
@@ -316,6 +317,81 @@ def test_a_burst_of_results_waits_for_room_in_the_writers_queue(database_url: st
         storage.close()
 
 
+def test_results_wait_for_a_slow_database_however_long_and_none_is_lost(database_url: str) -> None:
+    # A writer behind for longer than the commit timeout (starved of the GIL by hundreds of
+    # check threads) had the results past it counted lost, the database being there.
+    storage = open_storage_with(database_url, db_queue_max=5)
+    store = storage.store
+    store.commit_timeout_s = 0.2
+    held = threading.Event()
+    try:
+        job_id = store.create_job(urls(20), OPTIONS).id
+        storage.writer.submit(lambda _connection: held.wait(10.0))  # the writer waits for us
+        recorded = threading.Event()
+
+        def record_all() -> None:
+            for index, url in enumerate(urls(20)):
+                store.record(job_id, index, up(url))
+            recorded.set()
+
+        threading.Thread(target=record_all, daemon=True).start()
+        assert not recorded.wait(1.0)  # 20 results, room for 5: recording waits
+        held.set()
+        assert recorded.wait(10.0)
+        assert wait_until(lambda: on_disk(store, job_id), 10.0)
+        assert stored_count(storage, job_id) == 20
+        assert store.lost == 0
+    finally:
+        held.set()
+        storage.close()
+
+
+def job_rows(storage: Storage) -> int:
+    with storage.database.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(jobs)).scalar() or 0)
+
+
+def test_a_job_whose_write_had_begun_when_time_ran_out_is_kept_not_refused(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # It was refused (503) and committed a moment later: a job its client was told was not kept.
+    storage = open_storage_with(url_for("sqlite", tmp_path, request), db_flush_interval_s=5.0)
+    store = storage.store
+    store.commit_timeout_s = 1.0
+    held = threading.Event()
+    try:
+        # Waits for company: the job's write joins its transaction, begun, and waits with it.
+        storage.writer.put(lambda _connection: held.wait(10.0))
+        release = threading.Timer(1.5, held.set)  # past the timeout, before twice it
+        release.start()
+        header = store.create_job(urls(2), OPTIONS)
+        assert store.header(header.id).total == 2
+        assert job_rows(storage) == 1
+    finally:
+        held.set()
+        storage.close()
+
+
+def test_a_job_refused_after_its_write_had_begun_is_taken_back_when_it_commits(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    storage = open_storage_with(url_for("sqlite", tmp_path, request), db_flush_interval_s=5.0)
+    store = storage.store
+    store.commit_timeout_s = 0.2
+    held = threading.Event()
+    try:
+        storage.writer.put(lambda _connection: held.wait(10.0))
+        with pytest.raises(StoreUnavailable, match="did not confirm it within"):
+            store.create_job(urls(2), OPTIONS)
+        held.set()  # now it commits, and is deleted after
+        assert wait_until(lambda: storage.writer.stats().written >= 3, 10.0)
+        assert wait_until(lambda: job_rows(storage) == 0, 10.0)
+        assert store.active_job_ids() == []
+    finally:
+        held.set()
+        storage.close()
+
+
 def test_an_instance_beats_while_it_runs_and_leaves_no_row_when_stopped(storage: Storage) -> None:
     instance = Instance(storage.writer, heartbeat_s=0.05)
     instance.register(10.0)
@@ -340,9 +416,34 @@ def test_a_stream_of_a_job_on_disk_ends_even_if_results_were_lost(storage: Stora
     assert wait_until(lambda: on_disk(store, job_id), 10.0)
     with storage.database.engine.begin() as connection:  # as if it never reached the disk
         connection.execute(results.delete().where(results.c.job_id == job_id, results.c.seq == 2))
-    bodies, header = store.results_since_json(job_id, 2)
+    bodies, _, header = store.results_since_json(job_id, 2)
     assert bodies == []
     assert header is not None  # the end line: no stream waits for results that will not come
+
+
+def test_a_stream_of_a_job_on_disk_sends_no_result_twice_past_lost_ones(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reads went on from `start + how many came`: past a lost seq, the next read began inside
+    # the previous one (results twice) and the stream ended short (4 jobs of 25,000 at once).
+    monkeypatch.setattr("app.store.durable.STREAM_BATCH", 5)
+    store = storage.store
+    job_id = store.create_job(urls(12), OPTIONS).id
+    finish(store, job_id)
+    assert wait_until(lambda: on_disk(store, job_id), 10.0)
+    with storage.database.engine.begin() as connection:  # as if they never reached the disk
+        connection.execute(
+            results.delete().where(results.c.job_id == job_id, results.c.seq.in_([3, 7]))
+        )
+    sent: list[str] = []
+    start, header = 0, None
+    for _ in range(10):  # bounded: a stream that never ends fails here
+        bodies, start, header = store.results_since_json(job_id, start)
+        sent += [json.loads(body)["url"] for body in bodies]
+        if header is not None:
+            break
+    assert header is not None
+    assert sent == [url for seq, url in enumerate(urls(12)) if seq not in (3, 7)]
 
 
 def test_a_job_reads_byte_for_byte_the_same_from_disk_as_from_memory(storage: Storage) -> None:
@@ -359,6 +460,7 @@ def test_a_job_reads_byte_for_byte_the_same_from_disk_as_from_memory(storage: St
     assert not on_disk(store, job_id)
     page = store.page_json(job_id, 1, 2)
     since = store.results_since_json(job_id, 0)
+    assert since.next_start == 4
     listed = store.list_json(0, 10)
     held.set()
     assert wait_until(lambda: on_disk(store, job_id), 10.0)
