@@ -54,46 +54,18 @@ def write_batch(
 ) -> Written | None:
     """Keep `batch` ((index, result) pairs) for the job; None if the job is gone. Takes the
     job's row lock first, so it never fails on a concurrent writer of the same indexes (the
-    API's cancel writes this way; the workers' chunks through ResultsWriter.write_group)."""
+    API's cancel writes this way; the workers' chunks through ResultsWriter, in one
+    statement: app/cluster/group_write.py)."""
     job = _lock_job(connection, job_id)
     if job is None:
         return None
     if JobStatus(job.status).final or not batch:
         return _unchanged(job)
-    wanted = _without_kept(connection, job_id, dict(batch), [_span(batch)])
+    wanted = without_kept(connection, job_id, dict(batch), [span(batch)])
     if not wanted:
         return _unchanged(job)
     notify(connection, JOBS_CHANNEL, job_id)
-    return _keep(connection, job_id, job, _rows(job_id, wanted))
-
-
-def write_group(
-    connection: Connection, job_id: str, batches: Sequence[Sequence[tuple[int, StoredResult]]]
-) -> Written | None:
-    """Keep several batches of one job in one transaction, holding its row lock as briefly
-    as this can: the indexes already kept are read, the rows built and the NOTIFY sent
-    before the lock, which then covers only the INSERT, the UPDATE and the commit.
-
-    Read before the lock, a result kept by a concurrent writer between that read and the
-    lock is not seen: the INSERT then fails on the primary key (job_id, idx) and the
-    transaction rolls back whole (no seq used, no count added); the caller runs it again,
-    and that read sees it. Raises IntegrityError in that case only."""
-    wanted: dict[int, StoredResult] = {}
-    for batch in batches:
-        for index, stored in batch:
-            wanted.setdefault(index, stored)  # the same index twice: the first is kept
-    spans = [_span(batch) for batch in batches if batch]
-    if wanted:
-        wanted = _without_kept(connection, job_id, wanted, spans)
-    rows = _rows(job_id, wanted)
-    if rows:  # delivered at commit, wherever in the transaction
-        notify(connection, JOBS_CHANNEL, job_id)
-    job = _lock_job(connection, job_id)
-    if job is None:
-        return None
-    if JobStatus(job.status).final or not rows:
-        return _unchanged(job)
-    return _keep(connection, job_id, job, rows)
+    return _keep(connection, job_id, job, result_rows(job_id, wanted))
 
 
 def _lock_job(connection: Connection, job_id: str) -> Row[Any] | None:
@@ -118,12 +90,12 @@ def _unchanged(job: Row[Any]) -> Written:
     return Written(0, job.cancel_requested, JobStatus(job.status))
 
 
-def _span(batch: Sequence[tuple[int, StoredResult]]) -> tuple[int, int]:
+def span(batch: Sequence[tuple[int, StoredResult]]) -> tuple[int, int]:
     indexes = [index for index, _ in batch]
     return min(indexes), max(indexes)
 
 
-def _without_kept(
+def without_kept(
     connection: Connection,
     job_id: str,
     wanted: dict[int, StoredResult],
@@ -140,7 +112,7 @@ def _without_kept(
     return left
 
 
-def _rows(job_id: str, wanted: dict[int, StoredResult]) -> list[dict[str, Any]]:
+def result_rows(job_id: str, wanted: dict[int, StoredResult]) -> list[dict[str, Any]]:
     """The rows to insert, in index order; their `seq` is given under the lock."""
     return [result_row(job_id, index, 0, stored) for index, stored in sorted(wanted.items())]
 
@@ -154,7 +126,7 @@ def _keep(
     errors: dict[str, int] = dict(job.errors or {})
     for seq, row in enumerate(rows, start=job.completed):
         row["seq"] = seq
-        _count(row["ok"], row["outcome"], row["error_kind"], counts, errors)
+        count_result(row["ok"], row["outcome"], row["error_kind"], counts, errors)
     connection.execute(insert(results), rows)
     completed = job.completed + len(rows)
     now = datetime.now(UTC)
@@ -170,7 +142,7 @@ def _keep(
     return Written(len(rows), job.cancel_requested, status)
 
 
-def _count(
+def count_result(
     ok: bool, outcome: str, kind: str | None, counts: dict[str, int], errors: dict[str, int]
 ) -> None:
     """JobRecord.add's rules, on the row's counts."""

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from app.cluster.batch import Written, write_group
+from app.cluster.batch import Written
+from app.cluster.group_write import write_group
 from app.cluster.queue import HandBack
 from app.db.engine import Database
 from app.store.base import StoredResult
@@ -128,12 +129,13 @@ class ResultsWriter:
         return True
 
     def _transaction(self, job_id: str, batches: list[Batch]) -> Written | None:
-        try:
-            with self._database.engine.begin() as connection:
+        """Each statement its own transaction (see app/cluster/group_write.py)."""
+        with self._database.engine.connect() as opened:
+            connection = opened.execution_options(isolation_level="AUTOCOMMIT")
+            try:
                 return write_group(connection, job_id, batches)
-        except IntegrityError:
-            # Another writer kept one of these indexes after this one's read: read again.
-            with self._database.engine.begin() as connection:
+            except IntegrityError:
+                # Another writer kept one of these indexes after this one's read: again.
                 return write_group(connection, job_id, batches)
 
     def _failed(self, job_id: str, handed: list[_Handed], exc: SQLAlchemyError) -> bool:

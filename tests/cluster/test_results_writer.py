@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text, update
 
 from app.cluster.batch import Written, write_batch
+from app.cluster.jobs import cancelled_result
 from app.cluster.queue import HandBack
 from app.cluster.results_writer import ResultsWriter
 from app.db.engine import Database, open_database
@@ -23,6 +24,7 @@ from app.db.migrator import upgrade
 from app.db.schema import jobs
 from app.db.url import sqlalchemy_url
 from app.schemas.jobs import JobStatus
+from app.store.base import StoredResult
 from tests.cluster.test_batch import down, job_row, make_job, stored_rows, up
 from tests.support.postgres import PostgresServer, own_server
 from tests.support.process import wait_until
@@ -45,11 +47,16 @@ def hand_in(writer: ResultsWriter, job_id: str, indexes: range, step: int) -> li
     """As a chunk does: a batch at a time, each committed before the next."""
     done = []
     for low in range(indexes.start, indexes.stop, step):
-        batch = [
-            (i, up(i) if i % 3 else down(i)) for i in range(low, min(low + step, indexes.stop))
-        ]
+        batch = [(i, result(i)) for i in range(low, min(low + step, indexes.stop))]
         done.append(writer.write(job_id, batch).result(timeout=60))
     return done
+
+
+def result(index: int) -> StoredResult:
+    """Down (connect) for multiples of 3, cancelled for other multiples of 7, else up."""
+    if index % 3 == 0:
+        return down(index)
+    return cancelled_result(f"u{index}") if index % 7 == 0 else up(index)
 
 
 def test_two_writers_on_one_job_keep_each_index_once_with_a_dense_seq(
@@ -74,8 +81,10 @@ def test_two_writers_on_one_job_keep_each_index_once_with_a_dense_seq(
     assert sorted(idx for _, idx in kept) == list(range(total))
     row = job_row(migrated, job_id)
     downs = len([i for i in range(total) if i % 3 == 0])
-    assert (row.status, row.completed, row.up, row.down) == ("done", total, total - downs, downs)
-    assert row.errors == {"connect": downs}
+    cancelled = len([i for i in range(total) if i % 3 and i % 7 == 0])
+    ups = total - downs - cancelled
+    assert (row.status, row.completed, row.up, row.down) == ("done", total, ups, downs)
+    assert row.errors == {"connect": downs, "cancelled": cancelled}
 
 
 def test_a_result_kept_between_the_read_and_the_lock_is_not_kept_twice(
