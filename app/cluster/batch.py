@@ -1,7 +1,10 @@
-"""A cluster job's results, written a batch at a time by whichever replica ran them.
+"""A cluster job's results, written a batch at a time by whichever replica ran them, and
+what a chunk reads of its job.
 
-One transaction per batch (not per result): it locks the job's row, so two batches of one
-job (two chunks on two workers) take turns; keeps only the results of indexes that have none
+`write_batch` is one transaction per batch (the API's cancel writes this way; the workers'
+chunks write through app/cluster/results_writer.py, in one statement of
+app/cluster/group_write.py, with the same guarantees): it locks the job's row, so two
+writers of one job take turns; keeps only the results of indexes that have none
 yet, so a chunk run again after its worker died never writes a URL twice; gives them the next
 dense `seq` values (pages and streams read `seq` ranges); adds them to the summary counts by
 the rules of JobRecord.add; and, with the job's last result, gives it its final status as

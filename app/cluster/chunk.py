@@ -1,7 +1,7 @@
 """The `urlhealth.chunk` task: a range of a cluster job's URLs, run on this replica's one
 shared pool (`Dispatcher.check_now`), written back in batches through the process's one
-ResultsWriter (app/cluster/results_writer.py), which commits the batches of all chunks of a
-job running here in one transaction (app/cluster/batch.py).
+ResultsWriter (app/cluster/results_writer.py), which keeps the batches of all chunks of a
+job running here in one statement (app/cluster/group_write.py).
 
 Exactly once: the chunk runs only the URLs of its range with no result yet (a chunk taken up
 again after its worker died or handed it back skips what was written), and each batch keeps
@@ -200,9 +200,9 @@ class ChunkRunner:
 
     def _retrying(self, work: Callable[[Connection], T], what: str) -> T:
         """Run `work` in a transaction, again while the database is away (every transaction
-        here may be repeated). Away longer than
-        the patience: the chunk is handed back whole (what it did not write runs again),
-        never failed, which would leave its job unfinished for good."""
+        here may be repeated). Away longer than the patience: the chunk is handed back whole
+        (what it did not write runs again), never failed, which would leave its job
+        unfinished for good."""
         deadline = time.monotonic() + DATABASE_PATIENCE_S
         delay = 0.1
         while True:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text, update
 
 from app.cluster.batch import Written, write_batch
+from app.cluster.group_write import MAX_ROWS
 from app.cluster.jobs import cancelled_result
 from app.cluster.queue import HandBack
 from app.cluster.results_writer import ResultsWriter
@@ -181,3 +182,17 @@ def test_batches_wait_for_the_database_restarted(
     finally:
         assert writer.stop(10.0)
         database.close()
+
+
+def test_a_group_larger_than_one_statement_is_kept_dense_in_several(
+    migrated: Database, writers: list[ResultsWriter]
+) -> None:
+    total = MAX_ROWS + 200  # as after the database was away a while
+    job_id = make_job(migrated, total)
+    written = writers[0].write(job_id, [(i, result(i)) for i in range(total)]).result(timeout=60)
+    assert written is not None
+    assert (written.kept, written.status) == (total, JobStatus.DONE)
+    assert [seq for seq, _ in stored_rows(migrated, job_id)] == list(range(total))
+    row = job_row(migrated, job_id)
+    assert row.completed == total
+    assert sum(row.errors.values()) + row.up == total
