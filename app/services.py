@@ -23,6 +23,7 @@ from app.cluster.handlers import handlers
 from app.cluster.jobs import CHUNK_TASK, ClusterJobs
 from app.cluster.queue import TaskSpec
 from app.cluster.replica import Replica
+from app.cluster.results_writer import ResultsWriter
 from app.cluster.retention import QueueRetention
 from app.cluster.wakeups import Unsubscribe
 from app.config import Settings
@@ -62,6 +63,8 @@ class Services:
     cluster_jobs: ClusterJobs | None = None
     # `/v1/check`, `/probe` and check-now run on a worker when this replica runs no checks.
     calls: Calls | None = None
+    # The one writer of chunks' results, on a replica that runs checks.
+    results_writer: ResultsWriter | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -151,9 +154,14 @@ class Services:
             alerts=functools.partial(_alert_counts, alerts),
         )
         prober = Prober(settings, lambda: monitoring.monitors.modules)
-        cluster_jobs = None
+        cluster_jobs = results_writer = None
         if replica is not None:
-            cluster_jobs = _cluster_jobs(settings, storage, replica, dispatcher, stopping)
+            if replica.runs_checks:
+                results_writer = ResultsWriter(storage.database)
+                chunks = ChunkRunner(storage.database, dispatcher, stopping, results_writer)
+                replica.register(TaskSpec(CHUNK_TASK, chunks))
+                results_writer.start()
+            cluster_jobs = _cluster_jobs(settings, storage, replica)
         calls = None
         if replica is not None:
             calls = Calls(storage.database, replica)
@@ -175,6 +183,7 @@ class Services:
             replica,
             cluster_jobs,
             calls,
+            results_writer,
         )
 
     @property
@@ -190,6 +199,8 @@ class Services:
         for the database (every check is final by now) and close it."""
         if self.replica is not None:  # its running tasks ended with the drain
             self.replica.close(self.settings.shutdown_grace_s + 5.0)
+        if self.results_writer is not None:  # after the chunks: they wait for their writes
+            self.results_writer.stop(5.0)
         self.dispatcher.close()
         # Before the writer stops: sends in flight are recorded, unsent claims given back.
         self.alerts.stop(self.settings.shutdown_grace_s)
@@ -202,18 +213,9 @@ class Services:
 CHANNELS = ("urlhealth_jobs", "urlhealth_monitors", "urlhealth_calls")
 
 
-def _cluster_jobs(
-    settings: Settings,
-    storage: Storage,
-    replica: Replica,
-    dispatcher: Dispatcher,
-    stopping: threading.Event,
-) -> ClusterJobs:
-    """Batch jobs on a cluster (app/cluster/jobs.py): chunks run here if this replica runs
-    checks; streams of jobs on disk are woken by the database; status counts are the
-    cluster's."""
-    if replica.runs_checks:
-        replica.register(TaskSpec(CHUNK_TASK, ChunkRunner(storage.database, dispatcher, stopping)))
+def _cluster_jobs(settings: Settings, storage: Storage, replica: Replica) -> ClusterJobs:
+    """Batch jobs on a cluster (app/cluster/jobs.py): streams of jobs on disk are woken by
+    the database; status counts are the cluster's."""
     store = storage.store
     store.watch = functools.partial(_watch_job, replica)
     counts = ClusterJobCounts(storage.database)

@@ -76,11 +76,13 @@ class BenchPostgres(PostgresServer):
     def statements_by_part(self, database: str) -> dict[str, dict[str, float]]:
         """Execution time and calls from pg_stat_statements (every database of the server),
         split by what ran them: the task queue (procrastinate's tables and functions), the
-        wake-ups (LISTEN/NOTIFY), and the rest (the store, monitors, admission, ...)."""
+        wake-ups (LISTEN, and NOTIFY as a statement of its own: app/cluster/group_write.py's
+        statement also notifies, and is the store's), and the rest (the store, monitors,
+        admission, ...)."""
         query = """
             SELECT CASE
                      WHEN query ILIKE '%procrastinate%' THEN 'queue'
-                     WHEN query ILIKE '%pg_notify%' OR query ILIKE 'LISTEN%'
+                     WHEN query ILIKE 'SELECT pg_notify%' OR query ILIKE 'LISTEN%'
                           OR query ILIKE 'NOTIFY%' THEN 'wakeups'
                      ELSE 'store' END AS part,
                    sum(total_exec_time) / 1000.0, sum(calls)

@@ -1,7 +1,10 @@
-"""A cluster job's results, written a batch at a time by whichever replica ran them.
+"""A cluster job's results, written a batch at a time by whichever replica ran them, and
+what a chunk reads of its job.
 
-One transaction per batch (not per result): it locks the job's row, so two batches of one
-job (two chunks on two workers) take turns; keeps only the results of indexes that have none
+`write_batch` is one transaction per batch (the API's cancel writes this way; the workers'
+chunks write through app/cluster/results_writer.py, in one statement of
+app/cluster/group_write.py, with the same guarantees): it locks the job's row, so two
+writers of one job take turns; keeps only the results of indexes that have none
 yet, so a chunk run again after its worker died never writes a URL twice; gives them the next
 dense `seq` values (pages and streams read `seq` ranges); adds them to the summary counts by
 the rules of JobRecord.add; and, with the job's last result, gives it its final status as
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Row, and_, insert, or_, select, update
 
 from app.cluster.wakeups import notify
 from app.db.schema import UNFINISHED, job_urls, jobs, results
@@ -52,8 +55,24 @@ def mark_running(connection: Connection, job_id: str) -> None:
 def write_batch(
     connection: Connection, job_id: str, batch: Sequence[tuple[int, StoredResult]]
 ) -> Written | None:
-    """Keep `batch` ((index, result) pairs) for the job; None if the job is gone."""
-    job = connection.execute(
+    """Keep `batch` ((index, result) pairs) for the job; None if the job is gone. Takes the
+    job's row lock first, so it never fails on a concurrent writer of the same indexes (the
+    API's cancel writes this way; the workers' chunks through ResultsWriter, in one
+    statement: app/cluster/group_write.py)."""
+    job = _lock_job(connection, job_id)
+    if job is None:
+        return None
+    if JobStatus(job.status).final or not batch:
+        return _unchanged(job)
+    wanted = without_kept(connection, job_id, dict(batch), [span(batch)])
+    if not wanted:
+        return _unchanged(job)
+    notify(connection, JOBS_CHANNEL, job_id)
+    return _keep(connection, job_id, job, result_rows(job_id, wanted))
+
+
+def _lock_job(connection: Connection, job_id: str) -> Row[Any] | None:
+    return connection.execute(
         select(
             jobs.c.status,
             jobs.c.total,
@@ -68,31 +87,49 @@ def write_batch(
         .where(jobs.c.id == job_id)
         .with_for_update()
     ).first()
-    if job is None:
-        return None
-    status = JobStatus(job.status)
-    if status.final or not batch:
-        return Written(0, job.cancel_requested, status)
-    wanted = dict(batch)
-    # A range of the primary key (a chunk's indexes are contiguous): an IN list of 100
-    # parameters was planned as a scan of the job's results, 45 ms a batch at 20,000.
-    present = connection.execute(
-        select(results.c.idx).where(
-            results.c.job_id == job_id,
-            results.c.idx >= min(wanted),
-            results.c.idx <= max(wanted),
-        )
-    )
+
+
+def _unchanged(job: Row[Any]) -> Written:
+    return Written(0, job.cancel_requested, JobStatus(job.status))
+
+
+def span(batch: Sequence[tuple[int, StoredResult]]) -> tuple[int, int]:
+    indexes = [index for index, _ in batch]
+    return min(indexes), max(indexes)
+
+
+def without_kept(
+    connection: Connection,
+    job_id: str,
+    wanted: dict[int, StoredResult],
+    spans: Sequence[tuple[int, int]],
+) -> dict[int, StoredResult]:
+    """`wanted` less the indexes with a result. Ranges of the primary key, one per batch (a
+    chunk's indexes are contiguous): an IN list of 100 parameters was planned as a scan of
+    the job's results, 45 ms a batch at 20,000."""
+    within = or_(*(and_(results.c.idx >= low, results.c.idx <= high) for low, high in spans))
+    present = connection.execute(select(results.c.idx).where(results.c.job_id == job_id, within))
+    left = dict(wanted)
     for (index,) in present:
-        wanted.pop(index, None)
-    if not wanted:
-        return Written(0, job.cancel_requested, status)
+        left.pop(index, None)
+    return left
+
+
+def result_rows(job_id: str, wanted: dict[int, StoredResult]) -> list[dict[str, Any]]:
+    """The rows to insert, in index order; their `seq` is given under the lock."""
+    return [result_row(job_id, index, 0, stored) for index, stored in sorted(wanted.items())]
+
+
+def _keep(
+    connection: Connection, job_id: str, job: Row[Any], rows: list[dict[str, Any]]
+) -> Written:
+    """Under the job's row lock: the rows with the next dense seq values, the summary
+    counts, and the final status with the job's last result."""
     counts = {"up": job.up, "degraded": job.degraded, "down": job.down}
     errors: dict[str, int] = dict(job.errors or {})
-    rows = []
-    for seq, (index, stored) in enumerate(sorted(wanted.items()), start=job.completed):
-        rows.append(result_row(job_id, index, seq, stored))
-        _count(stored, counts, errors)
+    for seq, row in enumerate(rows, start=job.completed):
+        row["seq"] = seq
+        count_result(row["ok"], row["outcome"], row["error_kind"], counts, errors)
     connection.execute(insert(results), rows)
     completed = job.completed + len(rows)
     now = datetime.now(UTC)
@@ -105,21 +142,21 @@ def write_batch(
         status = JobStatus.RUNNING
     values["status"] = status.value
     connection.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
-    notify(connection, JOBS_CHANNEL, job_id)
     return Written(len(rows), job.cancel_requested, status)
 
 
-def _count(stored: StoredResult, counts: dict[str, int], errors: dict[str, int]) -> None:
+def count_result(
+    ok: bool, outcome: str, kind: str | None, counts: dict[str, int], errors: dict[str, int]
+) -> None:
     """JobRecord.add's rules, on the row's counts."""
-    if stored.ok:
+    if ok:
         counts["up"] += 1
         return
-    kind = stored.error_kind
     if kind is not None:
         errors[kind] = errors.get(kind, 0) + 1
     if kind in _NOT_EVIDENCE:
         return
-    counts["degraded" if stored.degraded else "down"] += 1
+    counts[outcome] += 1  # degraded | down
 
 
 @dataclass(frozen=True, slots=True)

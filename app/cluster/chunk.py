@@ -1,5 +1,7 @@
 """The `urlhealth.chunk` task: a range of a cluster job's URLs, run on this replica's one
-shared pool (`Dispatcher.check_now`), written back in batches (app/cluster/batch.py).
+shared pool (`Dispatcher.check_now`), written back in batches through the process's one
+ResultsWriter (app/cluster/results_writer.py), which keeps the batches of all chunks of a
+job running here in one statement (app/cluster/group_write.py).
 
 Exactly once: the chunk runs only the URLs of its range with no result yet (a chunk taken up
 again after its worker died or handed it back skips what was written), and each batch keeps
@@ -25,9 +27,10 @@ import httpx
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.cluster.batch import Written, cancel_requested, mark_running, read_chunk, write_batch
+from app.cluster.batch import Written, cancel_requested, mark_running, read_chunk
 from app.cluster.jobs import cancelled_result
 from app.cluster.queue import HandBack
+from app.cluster.results_writer import DATABASE_PATIENCE_S, ResultsWriter
 from app.db.engine import Database
 from app.engine.checker import unfinished_result
 from app.engine.dispatcher import Dispatcher, DispatchError
@@ -44,9 +47,6 @@ T = TypeVar("T")
 BATCH_RESULTS = 100
 BATCH_WAIT_S = 0.05
 _CANCEL_POLL_S = 0.5
-# How long the database may be away before the chunk gives up (the queue's lease
-# recovery then runs it again elsewhere).
-_DATABASE_PATIENCE_S = 120.0
 
 
 def engine_options(stored: CheckOptionsPublic) -> CheckOptions:
@@ -70,10 +70,15 @@ def engine_options(stored: CheckOptionsPublic) -> CheckOptions:
 
 class ChunkRunner:
     def __init__(
-        self, database: Database, dispatcher: Dispatcher, stopping: threading.Event
+        self,
+        database: Database,
+        dispatcher: Dispatcher,
+        stopping: threading.Event,
+        writer: ResultsWriter,
     ) -> None:
         self._database = database
         self._dispatcher = dispatcher
+        self._writer = writer  # this process's one writer of results, all chunks' batches
         self._stopping = stopping  # set when this process begins its shutdown
         self._pause = threading.Event()  # never set: the wait between database retries
 
@@ -189,14 +194,16 @@ class ChunkRunner:
         return index, StoredResult.of(result)
 
     def _write(self, job_id: str, batch: list[tuple[int, StoredResult]]) -> Written | None:
-        return self._retrying(lambda c: write_batch(c, job_id, batch), "write")
+        """Committed when this returns (with other chunks' batches of the job); raises
+        HandBack if the database stayed away longer than the writer's patience."""
+        return self._writer.write(job_id, batch).result()
 
     def _retrying(self, work: Callable[[Connection], T], what: str) -> T:
         """Run `work` in a transaction, again while the database is away (every transaction
-        here may be repeated: a batch keeps only results not yet kept). Away longer than
-        the patience: the chunk is handed back whole (what it did not write runs again),
-        never failed, which would leave its job unfinished for good."""
-        deadline = time.monotonic() + _DATABASE_PATIENCE_S
+        here may be repeated). Away longer than the patience: the chunk is handed back whole
+        (what it did not write runs again), never failed, which would leave its job
+        unfinished for good."""
+        deadline = time.monotonic() + DATABASE_PATIENCE_S
         delay = 0.1
         while True:
             try:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.cluster.chunk import ChunkRunner
+from app.cluster.results_writer import ResultsWriter
 from app.db.engine import Database
 from app.db.schema import jobs, results
 from app.engine.checker import Checker
@@ -35,7 +36,12 @@ def test_a_chunk_that_cannot_read_its_jobs_options_ends_the_job_with_internal_er
     with migrated.engine.begin() as connection:  # written by a version that knew another shape
         connection.execute(update(jobs).where(jobs.c.id == job_id).values(options={"method": 7}))
 
-    ChunkRunner(migrated, dispatcher, threading.Event())(job_id, 0, 5)
+    writer = ResultsWriter(migrated)
+    writer.start()
+    try:
+        ChunkRunner(migrated, dispatcher, threading.Event(), writer)(job_id, 0, 5)
+    finally:
+        assert writer.stop(10.0)
 
     with migrated.engine.connect() as connection:
         job = connection.execute(select(jobs).where(jobs.c.id == job_id)).one()
