@@ -349,6 +349,10 @@ class DurableStore:
                     raise
                 # Begun: it commits or fails soon. Refusing now would leave a job kept that
                 # its client was told was not.
+                log.warning(
+                    "a write begun by the database is not confirmed after %g s: waiting once more",
+                    self.commit_timeout_s,
+                )
                 future.result(self.commit_timeout_s)
         except FutureTimeout:
             future.add_done_callback(lambda done: self._take_back(done, undo, what))

@@ -6,6 +6,7 @@ the same from the database, lists filter there, and jobs a crash left unfinished
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -346,6 +347,19 @@ def test_results_wait_for_a_slow_database_however_long_and_none_is_lost(database
         storage.close()
 
 
+class ReleaseOnLog(logging.Handler):
+    """Sets `event` when a record containing `text` is logged."""
+
+    def __init__(self, event: threading.Event, text: str) -> None:
+        super().__init__()
+        self.event, self.text, self.seen = event, text, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen = True
+            self.event.set()
+
+
 def job_rows(storage: Storage) -> int:
     with storage.database.engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(jobs)).scalar() or 0)
@@ -357,17 +371,20 @@ def test_a_job_whose_write_had_begun_when_time_ran_out_is_kept_not_refused(
     # It was refused (503) and committed a moment later: a job its client was told was not kept.
     storage = open_storage_with(url_for("sqlite", tmp_path, request), db_flush_interval_s=5.0)
     store = storage.store
-    store.commit_timeout_s = 1.0
+    store.commit_timeout_s = 3.0
     held = threading.Event()
+    waiting_again = ReleaseOnLog(held, "waiting once more")
+    logging.getLogger("urlhealth.store").addHandler(waiting_again)
     try:
-        # Waits for company: the job's write joins its transaction, begun, and waits with it.
-        storage.writer.put(lambda _connection: held.wait(10.0))
-        release = threading.Timer(1.5, held.set)  # past the timeout, before twice it
-        release.start()
+        # Waits for company: the job's write joins its transaction, begun, and waits with it
+        # until create_job's first wait has run out (then the handler lets it go).
+        storage.writer.put(lambda _connection: held.wait(30.0))
         header = store.create_job(urls(2), OPTIONS)
+        assert waiting_again.seen
         assert store.header(header.id).total == 2
         assert job_rows(storage) == 1
     finally:
+        logging.getLogger("urlhealth.store").removeHandler(waiting_again)
         held.set()
         storage.close()
 
