@@ -130,6 +130,7 @@ def run_jobs(topology: Topology, case: JobsCase, target: NginxTarget) -> dict[st
     out: dict[str, Any] = {"ok": False, "topology": topology.name, "urls": total}
     api = topology.api_url
     poller = None
+    floors: dict[str, StatusPoller] = {}
     streams: list[tuple[list[bytes], list[float]] | BaseException] = [
         RuntimeError("not read") for _ in jobs
     ]
@@ -137,8 +138,16 @@ def run_jobs(topology: Topology, case: JobsCase, target: NginxTarget) -> dict[st
         topology.reset_statements()
         usage0, nginx0 = topology.usage(), _nginx_cpu(target)
         if case.poll_status:
-            poller = StatusPoller(api, 0.05, int(deadline_s / 0.05) + 1)
-            poller.start()
+            polls = int(deadline_s / 0.05) + 1
+            poller = StatusPoller(api, 0.05, polls)
+            # The same poll of the replica's cheapest route, and of nginx (another process,
+            # in C): what is the status route's, the replica's event loop's, the machine's.
+            floors = {
+                "healthz": StatusPoller(api, 0.05, polls, "/healthz"),
+                "nginx": StatusPoller(target.url(0, ""), 0.05, polls, "/status/200"),
+            }
+            for each in (poller, *floors.values()):
+                each.start()
         start = time.perf_counter()
         job_ids: list[str] = []
         submit_s: list[float] = []
@@ -166,7 +175,8 @@ def run_jobs(topology: Topology, case: JobsCase, target: NginxTarget) -> dict[st
             reader.join(deadline_s + 10)
         stream_end = time.perf_counter()
         if poller is not None:
-            poller.stop()
+            for each in (poller, *floors.values()):
+                each.stop()
         usage = topology.usage().minus(usage0)
         out["target_cpu_s"] = _nginx_cpu(target) - nginx0
         out["peak_rss_mb"] = topology.peak_rss_mb()
@@ -201,12 +211,16 @@ def run_jobs(topology: Topology, case: JobsCase, target: NginxTarget) -> dict[st
             out["status_p50_ms"] = percentile(poller.latencies_ms, 50)
             out["status_p99_ms"] = percentile(poller.latencies_ms, 99)
             out["status_max_ms"] = max(poller.latencies_ms, default=None)
+            for name, floor in floors.items():
+                out[f"{name}_p50_ms"] = percentile(floor.latencies_ms, 50)
+                out[f"{name}_p99_ms"] = percentile(floor.latencies_ms, 99)
         out["ok"] = failures == 0
     except (RuntimeError, requests.RequestException, ValueError, KeyError, OSError) as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        if poller is not None and poller.is_alive():
-            poller.stop()
+        for each in [*([poller] if poller else []), *floors.values()]:
+            if each.is_alive():
+                each.stop()
     return out
 
 

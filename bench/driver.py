@@ -80,11 +80,14 @@ class Validation:
 
 
 class StatusPoller(threading.Thread):
-    """Polls GET /v1/status every interval until stopped (bounded in count), timing each."""
+    """Polls GET /v1/status (or `path`) every interval until stopped (bounded in count),
+    timing each."""
 
-    def __init__(self, base_url: str, interval_s: float, max_polls: int) -> None:
+    def __init__(
+        self, base_url: str, interval_s: float, max_polls: int, path: str = "/v1/status"
+    ) -> None:
         super().__init__(daemon=True)
-        self.url = f"{base_url}/v1/status"
+        self.url = f"{base_url}{path}"
         self.interval_s = interval_s
         self.max_polls = max_polls
         self.stop_event = threading.Event()

@@ -101,6 +101,8 @@ class ServiceProcess:
     store: str = "sqlite"
     # More arguments for `urlhealth serve` (bench/topology.py: `--role api|worker`).
     serve_args: tuple[str, ...] = ()
+    # Run under `nice -n` (bench/topology.py's cluster-nice: workers yield the CPU to the API).
+    nice: int = 0
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     killed: bool = False
@@ -199,6 +201,8 @@ class ServiceProcess:
         self.port = free_port()
         cmd = [find_urlhealth(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += self.serve_args
+        if self.nice:  # nice execs the command: the pid stays the Python process's
+            cmd = ["nice", "-n", str(self.nice), *cmd]
         started = time.perf_counter()
         with open(self._log, "wb") as log:
             # The console script is a Python script with a shebang: exec'd directly, so

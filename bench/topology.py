@@ -19,7 +19,8 @@ from typing import Any
 from pgserver import BenchPostgres, Usage
 from service import ServiceProcess
 
-TOPOLOGIES = ("single", "cluster")
+TOPOLOGIES = ("single", "cluster", "cluster-nice")
+WORKER_NICE = 10  # cluster-nice: the workers' niceness (the API and PostgreSQL keep 0)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Topology:
         try:
             if self.name == "single":
                 self._start("service", (), self.workers, "sqlite", {})
-            elif self.name == "cluster":
+            elif self.name in ("cluster", "cluster-nice"):
                 if self.pg is None:
                     raise ValueError("the cluster topology needs a PostgreSQL server")
                 self.database = self.pg.create_database()
@@ -71,8 +72,9 @@ class Topology:
                 # The API first: it migrates the fresh database; the workers find it current.
                 each = max(1, self.workers // 2)
                 self._start("api", ("--role", "api"), each, "memory", env)
-                self._start("worker1", ("--role", "worker"), each, "memory", env)
-                self._start("worker2", ("--role", "worker"), each, "memory", env)
+                nice = WORKER_NICE if self.name == "cluster-nice" else 0
+                self._start("worker1", ("--role", "worker"), each, "memory", env, nice)
+                self._start("worker2", ("--role", "worker"), each, "memory", env, nice)
             else:
                 raise ValueError(f"unknown topology {self.name!r}")
         except BaseException:
@@ -82,7 +84,13 @@ class Topology:
         return self
 
     def _start(
-        self, name: str, args: tuple[str, ...], workers: int, store: str, env: dict[str, str]
+        self,
+        name: str,
+        args: tuple[str, ...],
+        workers: int,
+        store: str,
+        env: dict[str, str],
+        nice: int = 0,
     ) -> None:
         process = ServiceProcess(
             workers=workers,
@@ -93,6 +101,7 @@ class Topology:
             # memory:// is overridden by the cluster's URLHEALTH_DATABASE_URL in extra_env.
             store=store,
             serve_args=args,
+            nice=nice,
         )
         self.components[name] = process
         process.start()
@@ -134,7 +143,7 @@ class Topology:
                     switches["involuntary"],
                 )
         postgres = statements = None
-        if self.pg is not None and self.name == "cluster":
+        if self.pg is not None and self.name != "single":
             postgres = self.pg.usage()
             if self.pg.stat_statements and self.database is not None:
                 statements = self.pg.statements_by_part(self.database)
