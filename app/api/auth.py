@@ -51,7 +51,6 @@ async def authenticate(
     without a valid key are rate limited by client address, so keys cannot be guessed fast.
     Async, so an open API pays no thread hop per call; the key's lookup, which reads the
     database, runs in a thread. The key never reaches a log or an error message."""
-    # Not ServicesDep: that plain function would cost a thread hop on every call.
     auth: Auth = request.app.state.services.auth
     if not auth.required:
         return OPEN

@@ -44,7 +44,7 @@ from app.schemas.results import CheckResult
 router = APIRouter(prefix="/v1/monitors", tags=["monitors"], route_class=JSONBodyRoute)
 
 
-def get_monitors(services: ServicesDep) -> Monitors:
+async def get_monitors(services: ServicesDep) -> Monitors:  # async: no thread hop
     return services.monitors
 
 
