@@ -181,6 +181,25 @@ def public_options(options: CheckOptions) -> CheckOptionsPublic:
     )
 
 
+def engine_options(stored: CheckOptionsPublic) -> CheckOptions:
+    """The options a job was accepted with, as the engine takes them (the inverse of
+    public_options: a worker replica runs a chunk with the options its job was kept with)."""
+    return CheckOptions(
+        method=stored.method,
+        timeout_s=stored.timeout_s,
+        follow_redirects=stored.follow_redirects,
+        max_redirects=stored.max_redirects,
+        expected_status=parse_status_ranges(stored.expected_status),
+        headers=dict(stored.headers),
+        sensitive_headers=tuple(stored.sensitive_headers),
+        forward_headers_on_redirect=stored.forward_headers_on_redirect,
+        verify_tls=stored.verify_tls,
+        max_body_bytes=stored.max_body_bytes,
+        retries=stored.retries,
+        assertions=stored.assertions,
+    )
+
+
 def _check_headers(
     headers: dict[str, str], errors: list[dict[str, Any]], allow_host: bool
 ) -> dict[str, str]:

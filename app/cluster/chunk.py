@@ -34,7 +34,7 @@ from app.cluster.results_writer import DATABASE_PATIENCE_S, ResultsWriter
 from app.db.engine import Database
 from app.engine.checker import unfinished_result
 from app.engine.dispatcher import Dispatcher, DispatchError
-from app.engine.options import CheckOptions, parse_status_ranges
+from app.inputs import engine_options
 from app.schemas.jobs import CheckOptionsPublic
 from app.schemas.results import CheckResult, ErrorKind
 from app.store.base import StoredResult
@@ -47,25 +47,6 @@ T = TypeVar("T")
 BATCH_RESULTS = 100
 BATCH_WAIT_S = 0.05
 _CANCEL_POLL_S = 0.5
-
-
-def engine_options(stored: CheckOptionsPublic) -> CheckOptions:
-    """The options a job was accepted with, as the engine takes them (the inverse of
-    app/inputs.public_options)."""
-    return CheckOptions(
-        method=stored.method,
-        timeout_s=stored.timeout_s,
-        follow_redirects=stored.follow_redirects,
-        max_redirects=stored.max_redirects,
-        expected_status=parse_status_ranges(stored.expected_status),
-        headers=dict(stored.headers),
-        sensitive_headers=tuple(stored.sensitive_headers),
-        forward_headers_on_redirect=stored.forward_headers_on_redirect,
-        verify_tls=stored.verify_tls,
-        max_body_bytes=stored.max_body_bytes,
-        retries=stored.retries,
-        assertions=stored.assertions,
-    )
 
 
 class ChunkRunner:

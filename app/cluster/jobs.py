@@ -12,9 +12,7 @@ queue, whose own recovery re-runs a dead worker's chunks).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from sqlalchemy import Connection, func, select, text, update
@@ -27,7 +25,7 @@ from app.db.engine import Database
 from app.db.schema import UNFINISHED, job_urls, jobs
 from app.engine.checker import unfinished_result
 from app.engine.ledger import Overloaded
-from app.schemas.jobs import CheckOptionsPublic, JobHeader, JobStatus
+from app.schemas.jobs import CheckOptionsPublic, JobHeader
 from app.schemas.results import ErrorKind
 from app.store import rows, views
 from app.store.base import JobNotFound, StoredResult, StoreUnavailable
@@ -56,15 +54,8 @@ class ClusterJobs:
         self, urls: Sequence[str], options: CheckOptionsPublic, duplicates_removed: int = 0
     ) -> JobHeader:
         """Admit, keep and queue a job; raises Overloaded (429) or StoreUnavailable (503)."""
-        job_id, created_at = uuid.uuid4().hex, datetime.now(UTC)
-        fields = {
-            "id": job_id,
-            "status": JobStatus.QUEUED,
-            "total": len(urls),
-            "duplicates_removed": duplicates_removed,
-            "options": options,
-            "created_at": created_at,
-        }
+        fields = rows.new_job(len(urls), options, duplicates_removed)
+        job_id = fields["id"]
         keep = rows.insert_job(fields, urls, CLUSTER_OWNER)
         chunks = [
             {"job_id": job_id, "start": start, "stop": min(start + self._chunk_size, len(urls))}

@@ -16,12 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -103,15 +101,8 @@ class DurableStore:
         reason = self.unavailable()
         if reason is not None:  # refused now, rather than after the commit timeout
             raise StoreUnavailable(f"the job could not be kept: the database is away ({reason})")
-        job_id, created_at = uuid.uuid4().hex, datetime.now(UTC)
-        fields = {
-            "id": job_id,
-            "status": JobStatus.QUEUED,
-            "total": len(urls),
-            "duplicates_removed": duplicates_removed,
-            "options": options,
-            "created_at": created_at,
-        }
+        fields = rows.new_job(len(urls), options, duplicates_removed)
+        job_id, created_at = fields["id"], fields["created_at"]
         self._commit(
             rows.insert_job(fields, urls, self._owner),
             "the job could not be kept",

@@ -8,8 +8,9 @@ is a range of ix_jobs_created_at (or ix_jobs_status_created_at with a status fil
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, true, update
@@ -38,6 +39,19 @@ def where_clause(where: JobFilter) -> ColumnElement[bool]:
 
 
 # --- writes (run by the writer thread) ------------------------------------------------------
+def new_job(total: int, options: CheckOptionsPublic, duplicates_removed: int = 0) -> dict[str, Any]:
+    """A new job's header fields, `queued`, with a fresh id: what insert_job keeps (one
+    process's store and a cluster's admission both make jobs this way)."""
+    return {
+        "id": uuid.uuid4().hex,
+        "status": JobStatus.QUEUED,
+        "total": total,
+        "duplicates_removed": duplicates_removed,
+        "options": options,
+        "created_at": datetime.now(UTC),
+    }
+
+
 def insert_job(fields: dict[str, Any], urls: Sequence[str], owner: str) -> Any:
     """The write that keeps a new job: its row, then its URLs in one executemany."""
     row = {
