@@ -30,7 +30,7 @@ from app.schemas.results import ErrorKind
 from app.store import rows, views
 from app.store.base import JobNotFound, StoredResult, StoreUnavailable
 from app.store.rows import CLUSTER_OWNER
-from app.store.stored import reason_of
+from app.store.stored import StoredJobs, reason_of
 
 T = TypeVar("T")
 
@@ -120,18 +120,7 @@ class ClusterJobs:
         write_batch(connection, job_id, batch)
 
     def header(self, job_id: str) -> JobHeader:
-        fields = self._read(lambda c: rows.read_header(c, job_id))
-        if fields is None:
-            raise JobNotFound(job_id)
-        return views.header_model(fields)
-
-    def _read(self, read: Callable[[Connection], T]) -> T:
-        try:
-            with self._database.engine.connect() as connection:
-                return read(connection)
-        except SQLAlchemyError as exc:
-            reason = reason_of(exc, self._database.url.password)
-            raise StoreUnavailable(f"the database cannot be read: {reason}") from None
+        return views.header_model(StoredJobs(self._database).header(job_id))
 
     def _transaction(self, write: Callable[[Connection], T], what: str) -> T:
         try:
