@@ -16,7 +16,6 @@ another worker. The database away (PostgreSQL restarted) is waited for, results 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.cluster.batch import Written, cancel_requested, mark_running, read_chunk
+from app.cluster.ended import Ended
 from app.cluster.jobs import cancelled_result
 from app.cluster.queue import HandBack
 from app.cluster.results_writer import DATABASE_PATIENCE_S, ResultsWriter
@@ -111,30 +111,18 @@ class ChunkRunner:
 
     def _run(self, job_id: str, checks: dict[Future[CheckResult], tuple[int, str]]) -> int:
         """Wait for the checks, writing batches; how many are left for another worker.
-        Each check's end (a result, or a cancel) comes through one queue: one wake-up for
-        every result there is to take, not a wait over every pending future."""
-        ended: queue.SimpleQueue[Future[CheckResult]] = queue.SimpleQueue()
-        for future in checks:
-            future.add_done_callback(ended.put)  # also called by cancel()
+        The checks' ends come a batch at a time (app/cluster/ended.py): one wake-up per
+        batch, not one per result."""
+        ended = Ended(checks, BATCH_RESULTS, BATCH_WAIT_S)
         remaining = len(checks)
         mine: set[Future[CheckResult]] = set()  # cancelled here: the job's cancel
-        batch: list[tuple[int, StoredResult]] = []
-        first_at = looked_at = time.monotonic()
+        looked_at = time.monotonic()
         left = 0
         cancelling = False
         while remaining:
-            try:
-                taken = [ended.get(timeout=BATCH_WAIT_S)]
-            except queue.Empty:
-                taken = []
-            while len(taken) < BATCH_RESULTS:
-                try:
-                    taken.append(ended.get_nowait())
-                except queue.Empty:
-                    break
+            taken = ended.take(_CANCEL_POLL_S)
             remaining -= len(taken)
-            if taken and not batch:
-                first_at = time.monotonic()
+            batch: list[tuple[int, StoredResult]] = []
             for future in taken:
                 kept = self._kept(future, checks[future], future in mine)
                 if kept is None:
@@ -142,9 +130,9 @@ class ChunkRunner:
                 else:
                     batch.append(kept)
             now = time.monotonic()
-            if batch and (len(batch) >= BATCH_RESULTS or now - first_at >= BATCH_WAIT_S):
+            if batch:
                 written = self._write(job_id, batch)
-                batch, looked_at = [], now
+                looked_at = now
                 cancel = written is not None and written.cancel_requested
             elif now - looked_at >= _CANCEL_POLL_S:
                 looked_at = now
@@ -155,8 +143,6 @@ class ChunkRunner:
                 cancelling = True
                 # Checks not started end `cancelled`; running ones finish, as in one process.
                 mine.update(f for f in checks if not f.done() and f.cancel())
-        if batch:
-            self._write(job_id, batch)
         return left
 
     @staticmethod

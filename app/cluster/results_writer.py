@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.cluster.batch import Written
@@ -58,6 +59,9 @@ class ResultsWriter:
         self._halt = threading.Event()  # stop began: no retry, no wait between retries
         self._closed = False
         self._thread: threading.Thread | None = None
+        # Kept open between turns, by the writer's thread only: a checkout per turn cost a
+        # pre-ping and a reset, two round trips more than the turn's two statements.
+        self._connection: Connection | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="results-writer", daemon=True)
@@ -90,6 +94,12 @@ class ResultsWriter:
         return not self._thread.is_alive()
 
     def _loop(self) -> None:
+        try:
+            self._turns()
+        finally:
+            self._disconnect()
+
+    def _turns(self) -> None:
         delay = 0.1
         while True:
             self._wake.wait(_POLL_S)
@@ -129,14 +139,34 @@ class ResultsWriter:
         return True
 
     def _transaction(self, job_id: str, batches: list[Batch]) -> Written | None:
-        """Each statement its own transaction (see app/cluster/group_write.py)."""
-        with self._database.engine.connect() as opened:
-            connection = opened.execution_options(isolation_level="AUTOCOMMIT")
+        """Each statement its own transaction (see app/cluster/group_write.py), on the
+        writer's connection; after an error it is given up and the next turn opens one
+        (the pool's pre-ping then checks it)."""
+        if self._connection is None:
+            opened = self._database.engine.connect()
+            self._connection = opened.execution_options(isolation_level="AUTOCOMMIT")
+        connection = self._connection
+        try:
             try:
-                return write_group(connection, job_id, batches)
+                written = write_group(connection, job_id, batches)
             except IntegrityError:
                 # Another writer kept one of these indexes after this one's read: again.
-                return write_group(connection, job_id, batches)
+                written = write_group(connection, job_id, batches)
+            connection.commit()  # ends SQLAlchemy's own transaction; nothing is sent
+            return written
+        except BaseException:
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.invalidate()  # not back to the pool: it may be broken
+            connection.close()
+        except SQLAlchemyError as exc:
+            log.debug("the results writer's connection closed with an error: %s", exc)
 
     def _failed(self, job_id: str, handed: list[_Handed], exc: SQLAlchemyError) -> bool:
         """After a failed transaction: HandBack for the batches waiting longer than the
