@@ -86,6 +86,7 @@ class DurableStore:
         self._queued: dict[str, _Queued] = {}
         self._room = threading.Event()  # never set: the pause while the queue is full
         self.lost = 0  # results the writer would not take (its queue full, or stopped)
+        self._warned_at = -float("inf")  # when waiting for the writer was last logged
         # Read once, at start (after crash recovery, before any job is created here).
         self.counts = JobCounts(self.stored.counts_by_status())
         # On a cluster (set by Services.build): a job on disk may still change, written by
@@ -163,7 +164,7 @@ class DurableStore:
         while True:
             while self._full() and self._healthy():
                 if time.monotonic() >= warn_at:
-                    log.warning("results wait for the database: its writer is behind")
+                    self._warn_behind()
                     warn_at = float("inf")  # once per wait
                 self._room.wait(_FULL_PAUSE_S)
             try:
@@ -175,6 +176,17 @@ class DurableStore:
                 if not self._healthy():
                     self._lose(f"{what} was not written: {exc}")
                     return None
+
+    def _warn_behind(self) -> None:
+        """One line per commit timeout for the whole store, not one per waiting result: under
+        a long stall every check thread waits, and each would log its own."""
+        now = time.monotonic()
+        with self._lock:
+            due = now - self._warned_at >= self.commit_timeout_s
+            if due:
+                self._warned_at = now
+        if due:
+            log.warning("results wait for the database: its writer is behind")
 
     def unavailable(self) -> str | None:
         """Why the database cannot be written now (URL masked), or None if it can."""
@@ -361,7 +373,12 @@ class DurableStore:
         try:  # not _offer: its wait for room would be the writer waiting for itself
             self.writer.put(undo)
         except (WriterFull, WriterClosed) as exc:
-            log.error("%s was refused but kept, and could not be taken back: %s", what, exc)
+            log.error(
+                "a write refused to its caller (%s) committed late, and could not be "
+                "taken back: %s",
+                what,
+                exc,
+            )
 
     def _put(self, write: Callable[[Connection], Any]) -> None:
         self._offer(lambda: self.writer.put(write), "a job's state")

@@ -5,6 +5,7 @@ the same from the database, lists filter there, and jobs a crash left unfinished
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -341,6 +342,40 @@ def test_results_wait_for_a_slow_database_however_long_and_none_is_lost(database
         assert recorded.wait(10.0)
         assert wait_until(lambda: on_disk(store, job_id), 10.0)
         assert stored_count(storage, job_id) == 20
+        assert store.lost == 0
+    finally:
+        held.set()
+        storage.close()
+
+
+def test_results_waiting_for_the_writer_log_one_line_per_commit_timeout_not_one_each(
+    tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = open_storage_with(url_for("sqlite", tmp_path, request), db_queue_max=2)
+    store = storage.store
+    store.commit_timeout_s = 0.2
+    held = threading.Event()
+    try:
+        job_id = store.create_job(urls(16), OPTIONS).id
+        storage.writer.submit(lambda _connection: held.wait(10.0))  # the writer waits for us
+
+        def record(index: int) -> None:
+            store.record(job_id, index, up(urls(16)[index]))
+
+        threads = [threading.Thread(target=record, args=(i,), daemon=True) for i in range(16)]
+        with caplog.at_level(logging.WARNING, logger="urlhealth.store"):
+            for thread in threads:
+                thread.start()
+            assert wait_until(lambda: "writer is behind" in caplog.text, 10.0)
+            held.wait(0.5)  # 14 threads wait past the timeout meanwhile
+            held.set()
+            for thread in threads:
+                thread.join(10.0)
+        lines = [r.created for r in caplog.records if "writer is behind" in r.getMessage()]
+        # One line, then at most one a commit timeout (it was one per waiting result: 14).
+        assert lines
+        assert all(b - a >= 0.19 for a, b in itertools.pairwise(lines)), lines
+        assert wait_until(lambda: on_disk(store, job_id), 10.0)
         assert store.lost == 0
     finally:
         held.set()
