@@ -42,36 +42,16 @@ class BenchPostgres(PostgresServer):
         # pg_stat_statements: execution time per statement, to split the queue's share.
         self.stat_statements = stat_statements
 
-    def start(self) -> BenchPostgres:
-        self.port = self.port or _free_port()
+    def settings(self) -> list[str]:
         switch = "on" if self.durable else "off"
         extra = ["-c shared_preload_libraries=pg_stat_statements"] if self.stat_statements else []
-        options = " ".join(
-            [
-                *extra,
-                f"-p {self.port}",
-                "-c listen_addresses=127.0.0.1",
-                f"-c unix_socket_directories={self.root}",
-                f"-c fsync={switch}",
-                f"-c synchronous_commit={'on' if self.synchronous_commit else 'off'}",
-                f"-c full_page_writes={switch}",
-                f"-c max_connections={self.max_connections}",
-            ]
-        )
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.logfile),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            options,
-            "start",
-        )
-        return self
+        return [
+            *extra,
+            f"-c fsync={switch}",
+            f"-c synchronous_commit={'on' if self.synchronous_commit else 'off'}",
+            f"-c full_page_writes={switch}",
+            f"-c max_connections={self.max_connections}",
+        ]
 
     def statements_by_part(self, database: str) -> dict[str, dict[str, float]]:
         """Execution time and calls from pg_stat_statements (every database of the server),
@@ -176,12 +156,6 @@ class Usage:
             "processes": len(self.per_pid),
             "processes_gone": len(gone),
         }
-
-
-def _free_port() -> int:
-    from target import free_port
-
-    return free_port()
 
 
 def data_dir_bytes(root: Path) -> int:

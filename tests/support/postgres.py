@@ -108,6 +108,16 @@ class PostgresServer:
                 f"{tool} failed ({done.returncode}): {done.stderr.strip()[-2000:]}\n{log[-2000:]}"
             )
 
+    def settings(self) -> list[str]:
+        """The server's `-c` settings beyond where it listens: the tests keep none of the
+        durability (bench/pgserver.py keeps it)."""
+        return [
+            "-c fsync=off",
+            "-c synchronous_commit=off",
+            "-c full_page_writes=off",
+            "-c max_connections=100",
+        ]
+
     def start(self) -> PostgresServer:
         """Start on a free loopback port (the same port again after a `stop_server`)."""
         self.port = self.port or free_port()
@@ -116,10 +126,7 @@ class PostgresServer:
                 f"-p {self.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={self.root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=100",
+                *self.settings(),
             ]
         )
         self._run(
