@@ -22,11 +22,11 @@ from typing import Any
 import requests
 from driver import (
     MAX_EXAMPLES,
-    STREAM_CHUNK,
     StatusPoller,
     _check_end,
     _nginx_cpu,
     _parse_stream,
+    _read_stream,
     percentile,
     validate_service,
 )
@@ -61,21 +61,8 @@ class MonitorsCase:
 def read_stream(url: str, deadline: float) -> tuple[list[bytes], list[float]]:
     """driver._read_stream with a read timeout up to the deadline: a job queued behind
     others may send nothing for longer than a minute (S4's four jobs on one process)."""
-    chunks: list[bytes] = []
-    stamps: list[float] = []
-    wait = max(5.0, deadline - time.perf_counter())
-    with (
-        requests.Session() as session,
-        session.get(url, stream=True, timeout=(5, wait)) as response,
-    ):
-        if response.status_code != 200:
-            raise RuntimeError(f"GET stream: HTTP {response.status_code}: {response.text[:300]}")
-        for chunk in response.iter_content(chunk_size=STREAM_CHUNK):
-            chunks.append(chunk)
-            stamps.append(time.perf_counter())
-            if stamps[-1] > deadline:
-                raise RuntimeError("stream still open at the run's deadline")
-    return chunks, stamps
+    with requests.Session() as session:
+        return _read_stream(session, url, deadline, max(5.0, deadline - time.perf_counter()))
 
 
 def submit(

@@ -116,12 +116,12 @@ class StatusPoller(threading.Thread):
 
 
 def _read_stream(
-    session: requests.Session, url: str, deadline: float
+    session: requests.Session, url: str, deadline: float, read_timeout_s: float = 60.0
 ) -> tuple[list[bytes], list[float]]:
     """Receive the NDJSON stream, stamping each chunk's arrival; nothing else."""
     chunks: list[bytes] = []
     stamps: list[float] = []
-    with session.get(url, stream=True, timeout=(5, 60)) as response:
+    with session.get(url, stream=True, timeout=(5, read_timeout_s)) as response:
         if response.status_code != 200:
             raise ServiceError(f"GET stream: HTTP {response.status_code}: {response.text[:300]}")
         for chunk in response.iter_content(chunk_size=STREAM_CHUNK):
